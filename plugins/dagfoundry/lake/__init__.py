@@ -1,0 +1,1 @@
+"""The lake: plain Hive-style Parquet directories published atomically."""
