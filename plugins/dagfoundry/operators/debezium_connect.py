@@ -1,0 +1,215 @@
+"""Operators that deploy and operate Debezium connectors on a Kafka Connect cluster.
+
+They are thin: the REST calls and the retry policy live in :class:`DebeziumConnectHook`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook, BaseOperator
+
+from dagfoundry.hooks.debezium_connect import DebeziumConnectHook, KafkaConnectError, assess_status
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# Debezium's JDBC-style options, filled from the source database's Airflow connection.
+# The password is always taken from the connection; the others only when the config lacks them.
+_SOURCE_OPTIONS = {
+    "database.hostname": "host",
+    "database.port": "port",
+    "database.user": "login",
+    "database.dbname": "schema",
+}
+_SECRET_KEY_MARKERS = ("password", "secret", "token", "key.password")
+
+
+class _ConnectorOperator(BaseOperator):
+    """Shared constructor and hook of the operators acting on one connector."""
+
+    template_fields: tuple[str, ...] = ("connector_name",)
+    ui_color = "#c5e8f7"
+
+    def __init__(
+        self,
+        *,
+        connector_name: str,
+        kafka_connect_conn_id: str = DebeziumConnectHook.default_conn_name,
+        max_retries: int = 5,
+        backoff_seconds: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.connector_name = connector_name
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+
+    @cached_property
+    def hook(self) -> DebeziumConnectHook:
+        """Return the hook, built on first use."""
+        return DebeziumConnectHook(
+            self.kafka_connect_conn_id, max_retries=self.max_retries, backoff_seconds=self.backoff_seconds
+        )
+
+
+class DebeziumConnectorDeployOperator(_ConnectorOperator):
+    """Validate a connector config with its plugin, then create or update the connector.
+
+    Credentials never travel through templates, XCom or the DAG: when ``source_conn_id`` is
+    set, ``database.password`` (and ``database.hostname``/``port``/``user``/``dbname`` when the
+    config lacks them) are read from that Airflow connection inside ``execute`` and masked in
+    logs. A Kafka Connect config-provider reference (``${file:/secrets.properties:pw}``) in
+    ``config`` works as well and keeps the password out of the Connect config topic.
+
+    :param connector_name: connector name (templated)
+    :param config: flat Debezium connector config including ``connector.class`` (templated)
+    :param source_conn_id: Airflow connection of the source PostgreSQL, or None
+    :param validate_first: call ``PUT /connector-plugins/{class}/config/validate`` first
+    :return: (XCom) ``{"connector": name, "created": bool}``
+    """
+
+    template_fields = ("connector_name", "config")
+    template_fields_renderers = {"config": "json"}
+
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any],
+        source_conn_id: str | None = None,
+        validate_first: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.source_conn_id = source_conn_id
+        self.validate_first = validate_first
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Validate and upsert the connector; return whether it was created."""
+        config = self.complete_config()
+        self.log.info("Deploying connector %r: %s", self.connector_name, redact(config))
+        if self.validate_first:
+            self.hook.validate_config(self.connector_name, config)
+        created = self.hook.upsert_connector(self.connector_name, config)
+        return {"connector": self.connector_name, "created": created}
+
+    def complete_config(self) -> dict[str, Any]:
+        """Return the config with the source credentials filled in from ``source_conn_id``."""
+        if not isinstance(self.config, dict):
+            raise KafkaConnectError(
+                self.connector_name, f"config must be a mapping, got {type(self.config).__name__}"
+            )
+        config = dict(self.config)
+        if not self.source_conn_id:
+            return config
+        from airflow.sdk.log import mask_secret
+
+        source = BaseHook.get_connection(self.source_conn_id)
+        for key, attribute in _SOURCE_OPTIONS.items():
+            value = getattr(source, attribute)
+            if value not in (None, "") and key not in config:
+                config[key] = value
+        if source.password:
+            mask_secret(source.password)
+            config["database.password"] = source.password
+        return config
+
+
+class DebeziumConnectorRestartOperator(_ConnectorOperator):
+    """Restart the connector's FAILED instances (default) or the connector and all its tasks.
+
+    :param connector_name: connector name (templated)
+    :param only_failed: restart only FAILED instances; False restarts everything
+    :return: (XCom) the connector status the worker returned with the restart
+    """
+
+    def __init__(self, *, only_failed: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.only_failed = only_failed
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Send the restart and report what the worker says."""
+        if self.only_failed:
+            status = self.hook.restart_failed(self.connector_name)
+        else:
+            status = self.hook.restart(self.connector_name)
+        self.log.info("Restart requested: %s", assess_status(status or {}).message)
+        return status
+
+
+class DebeziumConnectorResetOffsetsOperator(_ConnectorOperator):
+    """Stop the connector, wait for STOPPED, reset (DELETE) or alter (PATCH) offsets, resume.
+
+    Deleting the offsets of a Debezium PostgreSQL connector makes it snapshot again on resume
+    (``snapshot.mode=initial``); the downstream MERGE is idempotent, so that is safe.
+
+    :param connector_name: connector name (templated)
+    :param offsets: ``[{"partition": {...}, "offset": {...} | None}]`` to PATCH, or None to
+        DELETE every offset (templated)
+    :param resume: resume the connector afterwards
+    :param stop_timeout: seconds to wait for STOPPED
+    :param poll_interval: seconds between status reads while waiting
+    :return: (XCom) the worker's message
+    """
+
+    template_fields = ("connector_name", "offsets")
+
+    def __init__(
+        self,
+        *,
+        offsets: list[dict[str, Any]] | None = None,
+        resume: bool = True,
+        stop_timeout: float = 120.0,
+        poll_interval: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.offsets = offsets
+        self.resume = resume
+        self.stop_timeout = stop_timeout
+        self.poll_interval = poll_interval
+
+    def execute(self, context: Context) -> str:
+        """Run stop -> wait -> reset/alter -> resume."""
+        return self.hook.reset_offsets(
+            self.connector_name,
+            offsets=self.offsets or None,
+            resume=self.resume,
+            timeout=self.stop_timeout,
+            poll_interval=self.poll_interval,
+        )
+
+
+class DebeziumConnectorStateOperator(_ConnectorOperator):
+    """Pause, resume or stop a connector (each call is idempotent on Kafka Connect).
+
+    :param connector_name: connector name (templated)
+    :param action: ``pause``, ``resume`` or ``stop`` (templated)
+    """
+
+    template_fields = ("connector_name", "action")
+    ACTIONS = ("pause", "resume", "stop")
+
+    def __init__(self, *, action: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.action = action
+
+    def execute(self, context: Context) -> None:
+        """Send the state change."""
+        if self.action not in self.ACTIONS:
+            raise KafkaConnectError(
+                self.connector_name, f"action {self.action!r} is not one of {', '.join(self.ACTIONS)}"
+            )
+        getattr(self.hook, self.action)(self.connector_name)
+        self.log.info("Connector %r: %s requested", self.connector_name, self.action)
+
+
+def redact(config: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of a connector config with secret-looking values replaced, for logs."""
+    return {
+        key: "***" if any(marker in key.lower() for marker in _SECRET_KEY_MARKERS) else value
+        for key, value in config.items()
+    }

@@ -1,0 +1,1 @@
+"""Fakes of services that cannot run on this machine, named as such (tests only)."""
