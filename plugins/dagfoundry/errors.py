@@ -28,6 +28,12 @@ class SpecError(DagfoundryError):
         self.message = message
         super().__init__(self.render())
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SpecError) and self.render() == other.render()
+
+    def __hash__(self) -> int:
+        return hash(self.render())
+
     def render(self) -> str:
         """Return the compiler-style one-line form ``path:line:col: key: message``."""
         where = f"{self.path}:{self.line}:{self.column}"

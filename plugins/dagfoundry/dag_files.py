@@ -1,0 +1,111 @@
+"""What the two modules in ``dags/`` call.
+
+``dags/dagfoundry_dags.py`` registers one DAG per valid spec; ``dags/dagfoundry_spec_errors.py``
+raises one combined error listing every broken spec. Airflow records an import error per
+file, so broken specs show in the UI's import errors (with file, line, key and reason)
+while every valid DAG stays loaded: a broken spec never hides a valid one.
+
+Both share one load per process (a DagBag parsing the folder pays once); the DAG
+processor parses each file in its own process. A worker that runs one task sets the
+parsing context, and then only that DAG's spec is read and built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from dagfoundry.errors import SpecError, SpecErrors
+from dagfoundry.registry import get_kind
+from dagfoundry.specs.loading import (
+    DEFAULTS_FILE,
+    LoadedSpec,
+    LoadResult,
+    SpecLoader,
+    default_config_dir,
+    find_spec_files,
+)
+
+log = logging.getLogger(__name__)
+
+_cache: dict[Path, tuple[tuple[Any, ...], LoadResult]] = {}
+
+
+def register_valid_dags(namespace: dict[str, Any], config_dir: Path | None = None) -> list[str]:
+    """Build a DAG for every valid spec and put it into ``namespace`` (the module's globals).
+
+    :return: the dag ids built
+    """
+    from airflow.sdk import get_parsing_context
+
+    root = config_dir or default_config_dir()
+    started = time.perf_counter()
+    wanted = get_parsing_context().dag_id
+    specs = _specs_for_worker(root, wanted) if wanted else load_config_dir(root).specs
+    built = []
+    for loaded in specs:
+        if wanted and loaded.spec.name != wanted:
+            continue
+        dag = build_dag(loaded)
+        namespace[f"dagfoundry__{loaded.spec.name}"] = dag
+        built.append(loaded.spec.name)
+    log.debug("dagfoundry built %d DAG(s) from %s in %.3fs", len(built), root, time.perf_counter() - started)
+    return built
+
+
+def raise_spec_errors(config_dir: Path | None = None) -> None:
+    """Raise one :class:`SpecErrors` listing every broken spec, or return when all are valid."""
+    from airflow.sdk import get_parsing_context
+
+    if get_parsing_context().dag_id:
+        return  # a worker running one task does not need the error report
+    result = load_config_dir(config_dir or default_config_dir())
+    if result.errors:
+        raise SpecErrors(result.errors)
+
+
+def build_dag(loaded: LoadedSpec) -> Any:
+    """Build the DAG of one valid spec with its kind's factory."""
+    registration = get_kind(loaded.spec.kind)
+    if registration is None:  # the loader checked the kind already
+        raise SpecError(loaded.path, 1, 1, "kind", f"unknown kind {loaded.spec.kind!r}")
+    return registration.factory(loaded)
+
+
+def load_config_dir(root: Path) -> LoadResult:
+    """Load every spec under ``root``, reusing this process's last result if no file changed."""
+    files = find_spec_files(root)
+    fingerprint = _fingerprint(root, files)
+    cached = _cache.get(root)
+    if cached and cached[0] == fingerprint:
+        return cached[1]
+    result = SpecLoader(root).load_all(files)
+    _cache[root] = (fingerprint, result)
+    return result
+
+
+def _specs_for_worker(root: Path, dag_id: str) -> list[LoadedSpec]:
+    """Load only the spec named ``dag_id``; specs named after their file are found directly."""
+    loader = SpecLoader(root)
+    for candidate in sorted(root.rglob(f"{dag_id}.y*ml")):
+        try:
+            loaded = loader.load_file(candidate)
+        except SpecErrors:
+            continue
+        if loaded.spec.name == dag_id:
+            return [loaded]
+    return [s for s in load_config_dir(root).specs if s.spec.name == dag_id]
+
+
+def _fingerprint(root: Path, files: list[Path]) -> tuple[Any, ...]:
+    entries = []
+    for path in [*files, *root.rglob(DEFAULTS_FILE)]:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(entries))

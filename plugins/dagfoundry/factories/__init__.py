@@ -1,0 +1,1 @@
+"""DAG factories: one module per kind, each registered in :mod:`dagfoundry.registry`."""

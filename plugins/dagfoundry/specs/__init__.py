@@ -1,0 +1,1 @@
+"""YAML specs: reading with positions, defaults, validation into typed models."""

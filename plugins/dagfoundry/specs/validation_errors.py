@@ -1,0 +1,124 @@
+"""Turn pydantic validation errors into located, readable spec errors."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dagfoundry.errors import SpecError
+from dagfoundry.specs.documents import Document, KeyPath, format_key_path
+
+
+def spec_errors_from_validation(
+    exc: ValidationError, document: Document, model: type[BaseModel], spec_path: str
+) -> list[SpecError]:
+    """Locate each pydantic error in the document and phrase it for a data engineer.
+
+    :param exc: the validation error
+    :param document: the merged document that was validated (positions may point into defaults files)
+    :param model: the model that was validated, to suggest key names
+    :param spec_path: the spec file, named when an error sits in a defaults file
+    """
+    errors = []
+    seen: set[tuple[str, str]] = set()
+    for item in exc.errors(include_url=False):
+        key_path = _data_path(document.data, item["loc"])
+        message = _message(item, key_path, model)
+        key = format_key_path(key_path)
+        if (key, message) in seen:
+            continue
+        seen.add((key, message))
+        lookup = key_path if item["type"] != "missing" else key_path[:-1]
+        position = document.position_of(lookup)
+        if position.path != spec_path:
+            message = f"{message} (set in defaults, while validating {spec_path})"
+        errors.append(SpecError(position.path, position.line, position.column, key, message))
+    return errors
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> KeyPath:
+    """Follow ``loc`` through the data, dropping union tags and model names pydantic adds."""
+    path: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        if isinstance(current, dict) and isinstance(part, str) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            path.append(part)
+            current = current[part]
+        elif isinstance(part, str) and index == len(loc) - 1 and isinstance(current, dict):
+            path.append(part)  # a missing key: name it, position at its parent
+        # anything else is a union member name or tag: not part of the user's data
+    return tuple(path)
+
+
+def _message(item: dict[str, Any], key_path: KeyPath, model: type[BaseModel]) -> str:
+    kind = item["type"]
+    found = item.get("input")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        name = str(key_path[-1]) if key_path else "?"
+        allowed = _allowed_keys(model, key_path[:-1])
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        return f"unknown key {name!r}{hint}"
+    if kind == "too_short":
+        ctx = item.get("ctx", {})
+        return f"needs at least {ctx.get('min_length')} item(s), found {ctx.get('actual_length')}"
+    text = str(item["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    if kind in ("literal_error", "enum"):
+        return f"{text}, found {found!r}"
+    if not isinstance(found, dict | list):
+        return f"{text}, found {found!r}"
+    return text
+
+
+def _allowed_keys(model: type[BaseModel], key_path: KeyPath) -> list[str]:
+    """Return the field names of the model found at ``key_path``, best effort through unions."""
+    candidates: list[Any] = [model]
+    for part in key_path:
+        following: list[Any] = []
+        for candidate in candidates:
+            if isinstance(part, int):
+                following.extend(_item_types(candidate))
+            elif _is_model(candidate) and part in candidate.model_fields:
+                following.extend(_flatten(candidate.model_fields[part].annotation))
+        candidates = following
+    names: set[str] = set()
+    for candidate in candidates:
+        for inner in _flatten(candidate):
+            if _is_model(inner):
+                names.update(inner.model_fields)
+    return sorted(names)
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _flatten(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(annotation) for t in _flatten(arg)]
+    return [annotation]
+
+
+def _item_types(annotation: Any) -> list[Any]:
+    result = []
+    for flat in _flatten(annotation):
+        if typing.get_origin(flat) in (list, tuple, set, frozenset):
+            for arg in typing.get_args(flat):
+                if arg is not Ellipsis:
+                    result.extend(_flatten(arg))
+    return result
