@@ -1,0 +1,181 @@
+"""Run the feature Spark job for a range of feature dates and publish its partitions.
+
+Three steps a DAG chains (each returns a JSON-safe dict for XCom):
+
+1. :func:`prepare_feature_job` plans the dates (source readiness), writes the job file and
+   returns the Spark application arguments;
+2. Spark runs ``include/spark/feature_compute.py`` with those arguments
+   (``SparkSubmitOperator``, or :func:`run_feature_job` outside an operator);
+3. :func:`publish_feature_job` verifies the staged partitions and publishes each date
+   atomically at ``<lake_root>/features/<view>/feature_date=YYYY-MM-DD``.
+
+:func:`compute_feature_range` does all three in one call. Standard library at import time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from dagfoundry.errors import DagfoundryError
+from dagfoundry.features.definition import FeatureViewDefinition
+from dagfoundry.features.source_readiness import plan_feature_dates
+from dagfoundry.lake.publish import STAGING_DIR, LakeLocation, publish_directory
+
+SPARK_APP = "feature_compute"
+PART_FILE = "part-00000.parquet"
+
+
+class FeatureComputeError(DagfoundryError):
+    """The feature job's output is incomplete or inconsistent; nothing was published for it."""
+
+
+def offline_path(lake_root: str | Path, view: str) -> Path:
+    """Return the offline store directory of a view: ``<lake_root>/features/<view>``."""
+    return Path(lake_root) / "features" / view
+
+
+def partition_relative(view: str, feature_date: str) -> str:
+    return f"features/{view}/feature_date={feature_date}"
+
+
+def new_version() -> str:
+    """Return a version name unique per run attempt (UTC time plus randomness)."""
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def prepare_feature_job(
+    defn: FeatureViewDefinition,
+    lake_root: str | Path,
+    start: str | dt.date,
+    end: str | dt.date,
+    *,
+    version: str | None = None,
+) -> dict[str, Any]:
+    """Plan the dates of ``[start, end]`` and write the Spark job file.
+
+    :param defn: the feature view
+    :param lake_root: the lake's root directory (features and staging live under it)
+    :param start: first feature date, included (``YYYY-MM-DD``)
+    :param end: last feature date, included
+    :param version: name of this attempt's output; a fresh one by default
+    :return: ``{"view", "lake_root", "version", "job_file", "output", "dates", "skipped",
+        "application_args"}``; ``dates`` may be empty (then skip the Spark step)
+    :raises SourcePartitionMissingError: when a ``fail``/``wait`` source lacks partitions
+    """
+    plan = plan_feature_dates(defn, start, end)
+    version = version or new_version()
+    work = Path(lake_root) / STAGING_DIR / "features" / defn.name / version
+    work.mkdir(parents=True, exist_ok=True)
+    output = work / "output"
+    job_file = work / "job.json"
+    job_file.write_text(
+        json.dumps({"definition": defn.to_dict(), "dates": list(plan.dates), "output": str(output)}, sort_keys=True),
+        encoding="utf-8",
+    )
+    return {
+        "view": defn.name,
+        "lake_root": str(lake_root),
+        "version": version,
+        "job_file": str(job_file),
+        "output": str(output),
+        "dates": list(plan.dates),
+        "skipped": list(plan.skipped),
+        "application_args": ["--job", str(job_file)],
+    }
+
+
+def run_feature_job(job: dict[str, Any], *, conn_id: str = "spark_local", conf: dict[str, str] | None = None) -> None:
+    """Run the Spark application of a prepared job through the provider's spark-submit hook."""
+    from dagfoundry.spark_submit import submit_spark_app
+
+    if job["dates"]:
+        submit_spark_app(SPARK_APP, job["application_args"], conn_id=conn_id, conf=conf)
+
+
+def _stage_partition(output: Path, feature_date: str, empty_file: Path | None) -> Path:
+    """Return the staged directory of one date holding exactly ``part-00000.parquet``."""
+    staged = output / f"feature_date={feature_date}"
+    if not staged.is_dir():
+        if empty_file is None:
+            raise FeatureComputeError(f"staged output {output} has neither {staged.name} nor an empty schema file")
+        staged.mkdir(parents=True)
+        shutil.copyfile(empty_file, staged / PART_FILE)
+        return staged
+    for checksum in staged.glob(".*.crc"):
+        checksum.unlink()
+    parts = sorted(staged.glob("part-*.parquet"))
+    if len(parts) != 1:
+        raise FeatureComputeError(f"staged partition {staged} has {len(parts)} Parquet files, expected exactly 1")
+    if parts[0].name != PART_FILE:
+        parts[0].rename(staged / PART_FILE)
+    return staged
+
+
+def _check_columns(defn: FeatureViewDefinition, part: Path) -> None:
+    import pyarrow.parquet as pq
+
+    expected = [*defn.entity_keys, *(f.name for f in defn.features)]
+    found = pq.read_schema(part).names
+    if found != expected:
+        raise FeatureComputeError(f"feature view {defn.name!r}: staged file {part} has columns {found}, expected {expected}")
+
+
+def publish_feature_job(defn: FeatureViewDefinition, job: dict[str, Any]) -> dict[str, Any]:
+    """Verify the staged output of a job and publish each feature date atomically.
+
+    Every date of the job is published: a date without rows gets an empty file with the
+    view's schema, so a re-run always replaces exactly its own partitions.
+
+    :param defn: the feature view (the same as the job's)
+    :param job: the dict :func:`prepare_feature_job` returned
+    :return: ``{"view", "version", "published": [dates], "skipped": [dates], "latest": date | None}``
+    :raises FeatureComputeError: when the staged output is incomplete (nothing is published)
+    """
+    output = Path(job["output"])
+    dates: list[str] = job["dates"]
+    if dates:
+        empties = sorted((output / "_empty").glob("part-*.parquet"))
+        empty_file = empties[0] if empties else None
+        staged = {d: _stage_partition(output, d, empty_file) for d in dates}
+        for part_dir in staged.values():
+            _check_columns(defn, part_dir / PART_FILE)
+        for feature_date, part_dir in staged.items():
+            location = LakeLocation(Path(job["lake_root"]), partition_relative(defn.name, feature_date))
+            publish_directory(location, part_dir, job["version"])
+    shutil.rmtree(Path(job["job_file"]).parent, ignore_errors=True)
+    return {
+        "view": defn.name,
+        "version": job["version"],
+        "published": dates,
+        "skipped": list(job["skipped"]),
+        "latest": max(dates) if dates else None,
+    }
+
+
+def compute_feature_range(
+    defn: FeatureViewDefinition,
+    lake_root: str | Path,
+    start: str | dt.date,
+    end: str | dt.date,
+    *,
+    conn_id: str = "spark_local",
+    conf: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Compute and publish the feature dates ``[start, end]`` in one Spark job.
+
+    A daily run is ``start == end``; a chunked backfill is a longer range.
+
+    :return: the dict of :func:`publish_feature_job`
+    """
+    job = prepare_feature_job(defn, lake_root, start, end)
+    try:
+        run_feature_job(job, conn_id=conn_id, conf=conf)
+    except BaseException:
+        shutil.rmtree(Path(job["job_file"]).parent, ignore_errors=True)
+        raise
+    return publish_feature_job(defn, job)
