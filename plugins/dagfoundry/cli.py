@@ -110,12 +110,14 @@ def loaded_kind(dag: Any) -> str:
 
 def _describe_schedule(dag: Any) -> str:
     timetable = dag.timetable
-    summary = getattr(timetable, "summary", None) or type(timetable).__name__
-    assets = getattr(timetable, "asset_condition", None)
-    if assets is not None:
-        names = sorted(getattr(a, "name", str(a)) for a in getattr(assets, "objects", [assets]))
-        return f"on assets {', '.join(names)}"
-    return f"{summary} ({type(timetable).__name__})"
+    expression = getattr(timetable, "expression", None)
+    if expression:
+        return f"cron '{expression}' ({type(timetable).__name__})"
+    condition = getattr(timetable, "asset_condition", None)
+    if condition is not None:
+        names = sorted(getattr(a, "name", str(a)) for a in getattr(condition, "objects", [condition]))
+        return f"when these assets update: {', '.join(names)}"
+    return "manual only"
 
 
 def _loader_for(path: Path) -> SpecLoader:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dagfoundry.specs.types import AssetName, ConnId, DagName, Duration, ScheduleExpression
+from dagfoundry.specs.types import ConnId, DagName, Duration, Schedule
 
 #: JSON-schema types a manual-trigger parameter may have.
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -65,7 +65,7 @@ class DagSpec(StrictModel):
     description: str = Field(default="", description="One paragraph shown on the DAG's page.")
     owner: str = Field(default="data-platform", min_length=1, description="Team or person who owns the DAG.")
     tags: tuple[str, ...] = Field(default=(), description="Extra tags; the kind is always a tag.")
-    schedule: ScheduleExpression | tuple[AssetName, ...] | None = Field(
+    schedule: Schedule = Field(
         default=None,
         description="A cron expression or preset (@daily...), a list of Asset names (runs when all update), or null.",
     )

@@ -95,7 +95,7 @@ def read_document(path: str, text: str | None = None, environ: Mapping[str, str]
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        raise SpecErrors([_syntax_error(path, exc)]) from None
+        raise SpecErrors([_syntax_error(path, text, exc)]) from None
     except yaml.YAMLError as exc:
         raise SpecErrors([SpecError(path, 1, 1, "", f"not valid YAML: {exc}")]) from None
     if root is None:
@@ -111,13 +111,18 @@ def read_document(path: str, text: str | None = None, environ: Mapping[str, str]
     return Document(path=path, data=data, positions=reader.positions, raw_scalars=reader.raw_scalars)
 
 
-def _syntax_error(path: str, exc: yaml.MarkedYAMLError) -> SpecError:
+def _syntax_error(path: str, text: str, exc: yaml.MarkedYAMLError) -> SpecError:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or "syntax error"
-    if "\t" in (problem or "") or "tab" in (problem or ""):
-        problem = "tab character used for indentation; YAML indents with spaces"
-    context = f" ({exc.context})" if exc.context else ""
+    lines = text.splitlines()
+    if mark and mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
+        return SpecError(path, line, column, "", "YAML syntax error: a tab is used for indentation; indent with spaces")
+    context = ""
+    if exc.context and exc.context_mark:
+        context = f" ({exc.context} that started at line {exc.context_mark.line + 1})"
+    elif exc.context:
+        context = f" ({exc.context})"
     return SpecError(path, line, column, "", f"YAML syntax error: {problem}{context}")
 
 
@@ -134,7 +139,9 @@ class _NodeReader:
 
     def read(self, node: yaml.Node, key_path: KeyPath) -> Any:
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
-        self.positions[key_path] = Position(self.path, line, column)
+        # A mapping value is located at its key (where the user looks); list items at themselves.
+        self.positions.setdefault(key_path, Position(self.path, line, column))
+        line, column = self.positions[key_path].line, self.positions[key_path].column
         if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
             self._error(line, column, key_path, f"tag {node.tag!r} is not allowed; specs hold plain data only")
             return None
@@ -160,27 +167,28 @@ class _NodeReader:
                 first = self.positions[child]
                 self._error(line, column, child, f"duplicate key (first written at line {first.line})")
                 continue
-            result[key] = self.read(value_node, child)
-            # A key's position is the key itself: that is where the user looks.
             self.positions[child] = Position(self.path, line, column)
+            result[key] = self.read(value_node, child)
         return result
 
     def _read_scalar(self, node: yaml.Node, key_path: KeyPath) -> Any:
+        line, column = self.positions[key_path].line, self.positions[key_path].column
         if not node.tag.startswith("tag:yaml.org,2002:"):
-            line, column = node.start_mark.line + 1, node.start_mark.column + 1
             self._error(line, column, key_path, f"tag {node.tag!r} is not allowed; specs hold plain data only")
             return None
         try:
             value = self._constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
-            line, column = node.start_mark.line + 1, node.start_mark.column + 1
-            self._error(line, column, key_path, f"cannot read value: {exc.problem}")
+            self._error(line, column, key_path, f"cannot read value {node.value!r}: {exc.problem}")
+            return None
+        except ValueError as exc:  # e.g. a date such as 2024-13-45
+            self._error(line, column, key_path, f"{node.value!r} is not a valid date or time: {exc}")
             return None
         if isinstance(value, str) and "${" in value:
-            return self._interpolate(value, node, key_path)
+            return self._interpolate(value, key_path)
         return value
 
-    def _interpolate(self, text: str, node: yaml.Node, key_path: KeyPath) -> str:
+    def _interpolate(self, text: str, key_path: KeyPath) -> str:
         self.raw_scalars[key_path] = text
 
         def substitute(match: re.Match[str]) -> str:
@@ -189,10 +197,10 @@ class _NodeReader:
                 return self.environ[name]
             if default is not None:
                 return default
-            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+            position = self.positions[key_path]
             self._error(
-                line,
-                column,
+                position.line,
+                position.column,
                 key_path,
                 f"environment variable {name!r} is not set; set it or write ${{{name}:-default}}",
             )

@@ -150,9 +150,9 @@ def _kind_of(document: Document) -> str:
     kind = document.data.get("kind")
     kinds = known_kinds()
     if kind is None:
-        raise SpecErrors(
-            [SpecError(document.path, 1, 1, "kind", f"required key is missing; one of: {', '.join(kinds)}")]
-        )
+        root = document.position_of(())
+        message = f"required key is missing; one of: {', '.join(kinds)}"
+        raise SpecErrors([SpecError(document.path, root.line, root.column, "kind", message)])
     if not isinstance(kind, str) or get_kind(kind) is None:
         pos = document.positions[("kind",)]
         close = difflib.get_close_matches(str(kind), kinds, n=1)

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, PlainValidator, WithJsonSchema
 
 from dagfoundry.specs.cron import validate_schedule_expression
 
@@ -69,9 +69,21 @@ def _duration(value: Any) -> timedelta:
     raise ValueError(f"expected a duration such as '30s', '5m', '2h', '1d' or a number of seconds, found {value!r}")
 
 
-def _schedule_expression(value: str) -> str:
-    validate_schedule_expression(value)
-    return value
+def _schedule(value: Any) -> str | tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        validate_schedule_expression(value)
+        return value
+    if isinstance(value, list | tuple) and value:
+        return tuple(_asset_name(item) if isinstance(item, str) else _not_an_asset(item) for item in value)
+    raise ValueError(
+        f"expected a cron expression, a preset such as '@daily', a non-empty list of Asset names or null, found {value!r}"
+    )
+
+
+def _not_an_asset(item: Any) -> str:
+    raise ValueError(f"{item!r} is not an Asset name (a string)")
 
 
 #: A DAG name (becomes the dag_id).
@@ -86,5 +98,18 @@ ConnId = Annotated[str, AfterValidator(_conn_id)]
 AssetName = Annotated[str, AfterValidator(_asset_name)]
 #: A duration: ``30s``, ``5m``, ``2h``, ``1d``, ``1w`` or a number of seconds.
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
-#: A cron expression (5 fields) or a preset (``@daily``...).
-ScheduleExpression = Annotated[str, AfterValidator(_schedule_expression)]
+#: A cron expression (5 fields), a preset (``@daily``...), a list of Asset names (run when
+#: all of them update), or None (manual runs only).
+Schedule = Annotated[
+    str | tuple[str, ...] | None,
+    PlainValidator(_schedule),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": "cron expression or preset"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Asset names"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
