@@ -129,7 +129,7 @@ def capture_embedded(
     started = time.monotonic()
     try:
         reason = session.run_until(limits)
-        batch_id, rows = _land(builder, lake_root, config.source)
+        batch_id, rows = land_builder(builder, lake_root, config.source)
         if after_landing is not None:
             after_landing()
         session.commit()
@@ -140,7 +140,7 @@ def capture_embedded(
     return result
 
 
-def _land(builder, lake_root: Path, source: str) -> tuple[int | None, dict[str, int]]:
+def land_builder(builder, lake_root: Path, source: str) -> tuple[int | None, dict[str, int]]:
     """Publish one batch per table that has events; return the batch id and row counts."""
     counts = {t: n for t, n in builder.counts().items() if n}
     if not counts:

@@ -1,0 +1,176 @@
+"""Keep each captured table's lake mirror equal to the source as of the last landed batch.
+
+A mirror is ``<lake_root>/mirror/<source>/<schema>.<table>/``: Parquet files with the
+source columns plus ``_df_batch_id``, ``_df_seq``, ``_df_lsn`` and ``_df_source_ts_ms`` of
+the event that produced each row, and ``_dagfoundry_mirror.json`` recording the last
+applied batch. An update runs in three steps so a DAG can use ``SparkSubmitOperator`` for
+the middle one:
+
+1. :func:`prepare_mirror_plan` lists, per table, the batches after the mirror's last
+   applied batch and writes a plan file (returns its path, or None when nothing is new);
+2. the Spark application ``include/spark/cdc_mirror.py <plan>`` writes new mirrors to
+   staging;
+3. :func:`publish_mirror_plan` verifies each staged mirror (row counts from the Parquet
+   footers against the job's result, the plan's base still live) and publishes it
+   atomically: readers see the previous mirror or the new one, never a mix.
+
+:func:`update_mirrors` runs all three (through the provider's ``SparkSubmitHook``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from dagfoundry.cdc import landing
+from dagfoundry.errors import DagfoundryError, LakePublishError
+from dagfoundry.lake.publish import STAGING_DIR, LakeLocation, publish_directory
+
+MIRROR_DIR = "mirror"
+MIRROR_METADATA_FILE = "_dagfoundry_mirror.json"
+PLANS_DIR = "cdc-mirror-plans"
+_TARGET_FILE_BYTES = 128 * 1024 * 1024
+
+
+class MirrorError(DagfoundryError):
+    """A mirror could not be built or failed verification; the live mirror is unchanged."""
+
+
+def mirror_location(lake_root: Path, source: str, table_id: str) -> LakeLocation:
+    """Return the publishable location of a table's mirror."""
+    return LakeLocation(Path(lake_root), f"{MIRROR_DIR}/{source}/{table_id}")
+
+
+def read_mirror_state(lake_root: Path, source: str, table_id: str) -> dict | None:
+    """Return the live mirror's metadata (``last_batch_id``, ``row_count``...), or None."""
+    path = mirror_location(lake_root, source, table_id).live / MIRROR_METADATA_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def prepare_mirror_plan(lake_root: Path, source: str, tables: Sequence[str] | None = None) -> str | None:
+    """Write the Spark plan for every table with new batches; return its path or None.
+
+    :param lake_root: the lake's root directory
+    :param source: the capture's source name
+    :param tables: ``schema.table`` ids; all landed tables of the source when None
+    """
+    from dagfoundry.cdc.offsets import read_mirror_floor
+
+    lake_root = Path(lake_root)
+    plan_id = uuid.uuid4().hex
+    floor = read_mirror_floor(lake_root, source)
+    entries = []
+    for table_id in tables if tables is not None else landing.list_landed_tables(lake_root, source):
+        state = read_mirror_state(lake_root, source, table_id)
+        previous = state["last_batch_id"] if state else None
+        if floor is not None and state and state["last_batch_id"] < floor:
+            state = None  # built before an offsets reset: rebuild from the floor (deletes were missed)
+        after = max(previous or 0, floor - 1) if floor is not None and state is None else previous
+        batches = landing.list_batches(lake_root, source, table_id, after=after)
+        if not batches:
+            continue
+        last_manifest = landing.read_manifest(lake_root, source, table_id, batches[-1])
+        location = mirror_location(lake_root, source, table_id)
+        batch_paths = [landing.batch_path(lake_root, source, table_id, b) for b in batches]
+        input_bytes = sum(p.stat().st_size for d in batch_paths for p in d.glob("*.parquet"))
+        if state:
+            input_bytes += sum(p.stat().st_size for p in location.live.glob("*.parquet"))
+        entries.append(
+            {
+                "table_id": table_id,
+                "mirror_path": str(location.live) if state else None,
+                "previous_batch_id": previous,
+                "last_batch_id": batches[-1],
+                "batch_ids": batches,
+                "batch_paths": [str(p) for p in batch_paths],
+                "key_columns": last_manifest["key_columns"],
+                "columns": [c for c in last_manifest["columns"] if c not in landing.METADATA_COLUMNS],
+                "staging_path": str(location.staging(f"{plan_id}")),
+                "files": max(1, -(-input_bytes // _TARGET_FILE_BYTES)),
+            }
+        )
+    if not entries:
+        return None
+    plans = lake_root / STAGING_DIR / PLANS_DIR
+    plans.mkdir(parents=True, exist_ok=True)
+    plan_path = plans / f"{source}-{plan_id}.json"
+    plan = {"source": source, "lake_root": str(lake_root), "tables": entries, "result_path": str(plans / f"{source}-{plan_id}.result.json")}
+    plan_path.write_text(json.dumps(plan, indent=1))
+    return str(plan_path)
+
+
+def publish_mirror_plan(plan_path: str | None) -> dict:
+    """Verify and publish the mirrors a Spark run staged for ``plan_path``; return a summary.
+
+    :param plan_path: what :func:`prepare_mirror_plan` returned (None: nothing to do)
+    :return: ``{"tables": {table_id: {"last_batch_id", "row_count", "batches_applied"}}}``
+    :raises MirrorError: when a staged mirror is missing, its row count disagrees, or the
+        live mirror moved since the plan was made (another run published)
+    """
+    if plan_path is None:
+        return {"tables": {}}
+    import pyarrow.parquet as pq
+
+    plan = json.loads(Path(plan_path).read_text())
+    lake_root, source = Path(plan["lake_root"]), plan["source"]
+    result_file = Path(plan["result_path"])
+    if not result_file.is_file():
+        raise MirrorError(f"mirror plan {plan_path}: the Spark job left no result at {result_file}; did it run?")
+    results = json.loads(result_file.read_text())
+    summary: dict[str, dict] = {}
+    for entry in plan["tables"]:
+        table_id = entry["table_id"]
+        staged = Path(entry["staging_path"])
+        files = sorted(staged.glob("*.parquet"))
+        if table_id not in results or not files:
+            raise MirrorError(f"mirror {source}/{table_id}: nothing staged at {staged}")
+        footer_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        if footer_rows != results[table_id]["row_count"]:
+            raise MirrorError(
+                f"mirror {source}/{table_id}: staged files hold {footer_rows} rows, the job counted {results[table_id]['row_count']}"
+            )
+        state = read_mirror_state(lake_root, source, table_id)
+        if (state["last_batch_id"] if state else None) != entry["previous_batch_id"]:
+            raise MirrorError(
+                f"mirror {source}/{table_id}: the live mirror moved to batch {state and state['last_batch_id']} "
+                f"since the plan (based on {entry['previous_batch_id']}); run the mirror again"
+            )
+        metadata = {
+            "source": source,
+            "table": table_id,
+            "last_batch_id": entry["last_batch_id"],
+            "row_count": footer_rows,
+            "key_columns": entry["key_columns"],
+            "batches_applied": entry["batch_ids"],
+        }
+        (staged / MIRROR_METADATA_FILE).write_text(json.dumps(metadata, sort_keys=True))
+        try:
+            publish_directory(mirror_location(lake_root, source, table_id), staged, f"batch-{entry['last_batch_id']}-{staged.name}")
+        except LakePublishError as exc:
+            raise MirrorError(f"mirror {source}/{table_id}: {exc}") from exc
+        summary[table_id] = {"last_batch_id": entry["last_batch_id"], "row_count": footer_rows, "batches_applied": len(entry["batch_ids"])}
+    return {"tables": summary}
+
+
+def update_mirrors(
+    lake_root: Path,
+    source: str,
+    *,
+    tables: Sequence[str] | None = None,
+    conn_id: str = "spark_local",
+    conf: Mapping[str, str] | None = None,
+) -> dict:
+    """Plan, run the Spark job (through ``SparkSubmitHook``) and publish; return the summary.
+
+    :param conn_id: the Airflow Spark connection (``local[*]`` by default)
+    :param conf: extra Spark settings
+    """
+    from dagfoundry.spark_submit import submit_spark_app
+
+    plan_path = prepare_mirror_plan(lake_root, source, tables)
+    if plan_path is None:
+        return {"tables": {}}
+    submit_spark_app("cdc_mirror", [plan_path], conn_id=conn_id, conf=conf)
+    return publish_mirror_plan(plan_path)
