@@ -183,3 +183,30 @@ def test_merge_sql_dedupes_by_emission_order():
     assert 'QUALIFY ROW_NUMBER() OVER (PARTITION BY "ID" ORDER BY s."_DF_BATCH_ID" DESC, s."_DF_SEQ" DESC) = 1' in sql
     assert sql.startswith('MERGE INTO "DB"."S"."T" AS t')
     assert '"DB"."S"."DAGFOUNDRY_CDC_WATERMARKS"' in sql
+
+
+def test_operator_merges_and_returns_a_json_safe_summary(snowflake, tmp_path):
+    from dagfoundry.operators.snowflake_cdc_merge import SnowflakeCdcMergeOperator
+
+    land(tmp_path, 1, [("c", 1, "ann", "10.00", 1)])
+    op = SnowflakeCdcMergeOperator(task_id="merge", snowflake_conn_id="snowflake_cdc_test", lake_root=str(tmp_path),
+                                   source=SOURCE, table_id=TABLE, target_table=TARGET)
+    result = op.execute({})
+    assert json.loads(json.dumps(result)) == result
+    assert result["batches"] == [1] and rows() == [(1, "ann", Decimal("10.00"))]
+
+
+def test_modules_import_nothing_heavy_at_parse_time():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import dagfoundry.operators.debezium_connect, dagfoundry.sensors.debezium_connect, "
+        "dagfoundry.operators.snowflake_cdc_merge, dagfoundry.cdc.snowflake_merge; "
+        "heavy = [m for m in ('requests', 'aiohttp', 'pandas', 'pyarrow', 'snowflake.connector', 'psycopg2') if m in sys.modules]; "
+        "print('HEAVY=' + ','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3] / "plugins")
+    heavy = [line for line in out.stdout.splitlines() if line.startswith("HEAVY=")]
+    assert heavy == ["HEAVY="], f"imported at parse time: {heavy}"
