@@ -326,7 +326,7 @@ def merge_landed_batches(
         cursor.execute(f"DROP TABLE IF EXISTS {plan.staging}")
     finally:
         conn.close()
-    result.update(batches=todo, staged_rows=rows.num_rows, merged=dict(zip(names, (int(c) for c in counts))),
+    result.update(batches=todo, staged_rows=rows.num_rows, merged=dict(zip(names, (int(c) for c in counts), strict=True)),
                   watermark=todo[-1])
     return result
 
