@@ -94,11 +94,26 @@ def publish_directory(location: LakeLocation, staged: Path, version: str) -> Pat
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
                 raise LakePublishError(f"cannot publish {staged} to {live}: {exc}") from exc
     exchange_directories(staged, live)
+    return keep_replaced(location, staged, version)
+
+
+def keep_replaced(location: LakeLocation, replaced: Path, version: str) -> Path:
+    """Move a directory just swapped out of ``location`` to the trash, marked with the time.
+
+    :func:`publish_directory` calls it right after the exchange; a caller that exchanges
+    itself (to journal the steps in between) or recovers from a crash between the two
+    steps calls it directly.
+
+    :param location: the live directory that ``replaced`` was swapped out of
+    :param replaced: the replaced content (at the former staging path)
+    :param version: the version that replaced it
+    :return: where the replaced content is kept now
+    """
     kept = location.trash(version)
     kept.parent.mkdir(parents=True, exist_ok=True)
     if kept.exists():
         shutil.rmtree(kept)
-    os.rename(staged, kept)
+    os.rename(replaced, kept)
     _touch(kept)
     return kept
 
@@ -128,16 +143,20 @@ def restore_directory(location: LakeLocation, kept: Path, version: str) -> Path:
     return target
 
 
-def purge_trash(lake_root: Path, retention_seconds: float, now: float | None = None) -> list[Path]:
+def purge_trash(
+    lake_root: Path, retention_seconds: float, now: float | None = None, *, under: str | None = None
+) -> list[Path]:
     """Delete kept versions older than the retention period.
 
     A kept version is a directory two levels or more under ``_trash`` whose own mtime (set
     when it was moved there) is older than ``now - retention_seconds``.
 
+    :param under: only purge the trash of this relative path (a table), so jobs with
+        different retention periods can share a lake
     :return: the directories removed
     """
     now = time.time() if now is None else now
-    root = lake_root / TRASH_DIR
+    root = lake_root / TRASH_DIR / under if under else lake_root / TRASH_DIR
     removed: list[Path] = []
     if not root.is_dir():
         return removed
