@@ -97,22 +97,39 @@ def run_feature_job(job: dict[str, Any], *, conn_id: str = "spark_local", conf: 
         submit_spark_app(SPARK_APP, job["application_args"], conn_id=conn_id, conf=conf)
 
 
+def _rewrite_deterministically(source: Path, target: Path, *, empty: bool = False) -> None:
+    """Write ``source``'s rows (none when ``empty``) to ``target`` with pyarrow.
+
+    Spark's Parquet writer lists column encodings in hash order, so two runs with equal
+    rows can differ in bytes; pyarrow's writer is deterministic, which makes a daily run
+    and a backfill byte-identical.
+    """
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(source)
+    if empty:
+        table = table.schema.empty_table()
+    # Spark's own footer keys describe its file, not this one.
+    table = table.replace_schema_metadata(None)
+    pq.write_table(table, target, compression="snappy", write_statistics=True)
+
+
 def _stage_partition(output: Path, feature_date: str, empty_file: Path | None) -> Path:
-    """Return the staged directory of one date holding exactly ``part-00000.parquet``."""
-    staged = output / f"feature_date={feature_date}"
-    if not staged.is_dir():
+    """Return a staged directory of one date holding exactly ``part-00000.parquet``."""
+    written = output / f"feature_date={feature_date}"
+    staged = output / "_publish" / f"feature_date={feature_date}"
+    # A retried publish starts over from Spark's output, which it never moves.
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    if not written.is_dir():
         if empty_file is None:
-            raise FeatureComputeError(f"staged output {output} has neither {staged.name} nor an empty schema file")
-        staged.mkdir(parents=True)
-        shutil.copyfile(empty_file, staged / PART_FILE)
+            raise FeatureComputeError(f"staged output {output} has neither {written.name} nor an empty schema file")
+        _rewrite_deterministically(empty_file, staged / PART_FILE, empty=True)
         return staged
-    for checksum in staged.glob(".*.crc"):
-        checksum.unlink()
-    parts = sorted(staged.glob("part-*.parquet"))
+    parts = sorted(written.glob("part-*.parquet"))
     if len(parts) != 1:
-        raise FeatureComputeError(f"staged partition {staged} has {len(parts)} Parquet files, expected exactly 1")
-    if parts[0].name != PART_FILE:
-        parts[0].rename(staged / PART_FILE)
+        raise FeatureComputeError(f"staged partition {written} has {len(parts)} Parquet files, expected exactly 1")
+    _rewrite_deterministically(parts[0], staged / PART_FILE)
     return staged
 
 
