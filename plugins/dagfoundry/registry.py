@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from dagfoundry.specs.loading import LoadedSpec
 
 #: kind -> module that registers it (imported on first use).
-BUILTIN_KINDS: dict[str, str] = {}
+BUILTIN_KINDS: dict[str, str] = {
+    "cdc_ingestion": "dagfoundry.factories.cdc_ingestion",
+}
 
 KIND_MODULES_ENV = "DAGFOUNDRY_KIND_MODULES"
 

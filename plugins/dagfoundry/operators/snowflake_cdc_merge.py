@@ -17,7 +17,7 @@ class SnowflakeCdcMergeOperator(BaseOperator):
     Run one merge per target at a time (``max_active_runs=1`` or a pool of one slot).
 
     :param snowflake_conn_id: Airflow connection of type ``snowflake``
-    :param lake_root: lake root holding ``landing/`` (templated)
+    :param lake_root: lake root holding ``landing/`` (templated; default ``$DAGFOUNDRY_LAKE_ROOT``)
     :param source: capture source name, Debezium ``topic.prefix``
     :param table_id: ``schema.table`` of the source table
     :param target_table: ``[database.][schema.]table`` in Snowflake (templated)
@@ -34,13 +34,13 @@ class SnowflakeCdcMergeOperator(BaseOperator):
         self,
         *,
         snowflake_conn_id: str,
-        lake_root: str,
         source: str,
         table_id: str,
         target_table: str,
         key_columns: list[str] | None = None,
         delete_mode: str = "hard",
         watermark_table: str | None = None,
+        lake_root: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -57,9 +57,11 @@ class SnowflakeCdcMergeOperator(BaseOperator):
         """Run the merge and report what changed."""
         from dagfoundry.cdc.snowflake_merge import merge_landed_batches
 
+        from dagfoundry.settings import lake_root
+
         result = merge_landed_batches(
             snowflake_conn_id=self.snowflake_conn_id,
-            lake_root=self.lake_root,
+            lake_root=self.lake_root or str(lake_root()),
             source=self.source,
             table_id=self.table_id,
             target_table=self.target_table,

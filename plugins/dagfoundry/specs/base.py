@@ -14,6 +14,19 @@ from dagfoundry.specs.types import ConnId, DagName, Duration, Schedule
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
 
 
+class RuleViolation(ValueError):
+    """A cross-field rule broken at a known key path (model validators raise it to point there).
+
+    :param key_path: path below the model being validated, e.g. ``("connect",)``
+    :param message: what is wrong and what is allowed
+    """
+
+    def __init__(self, key_path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.key_path = key_path
+        self.message = message
+
+
 class StrictModel(BaseModel):
     """Base of every spec model: unknown keys are errors and specs are immutable."""
 

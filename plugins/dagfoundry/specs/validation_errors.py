@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dagfoundry.errors import SpecError
+from dagfoundry.specs.base import RuleViolation
 from dagfoundry.specs.documents import Document, KeyPath, format_key_path
 
 
@@ -26,6 +27,9 @@ def spec_errors_from_validation(
     errors = []
     seen: set[tuple[str, str]] = set()
     for item in exc.errors(include_url=False):
+        rule = item.get("ctx", {}).get("error")
+        if isinstance(rule, RuleViolation):
+            item = {**item, "loc": (*item["loc"], *rule.key_path), "msg": rule.message, "type": "rule"}
         key_path = _data_path(document.data, item["loc"])
         message = _message(item, key_path, model)
         key = format_key_path(key_path)
@@ -75,6 +79,8 @@ def _message(item: dict[str, Any], key_path: KeyPath, model: type[BaseModel]) ->
     for prefix in ("Value error, ", "Assertion failed, "):
         if text.startswith(prefix):
             return text[len(prefix) :]
+    if kind == "rule":
+        return text
     if kind in ("literal_error", "enum"):
         return f"{text}, found {found!r}"
     if not isinstance(found, dict | list):

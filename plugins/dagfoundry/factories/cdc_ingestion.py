@@ -1,0 +1,259 @@
+"""Factory of the ``cdc_ingestion`` kind.
+
+One run, in order (``max_active_runs`` is forced to 1: two captures of a source never overlap)::
+
+    choose_action ─┬─> request_resnapshot ─┐
+                   ├─> reset_offsets ──────┤
+                   ├─> restart_connector ──┤   (connect mode)
+                   └───────────────────────┴─> [deploy_connector >> connector_running] (connect mode)
+                                               >> capture | pickup_sink_files
+                                               >> check_quality
+                                               >> plan_mirror >> spark_mirror >> publish_mirror (Assets)
+                                               >> merge_<table> into Snowflake (optional, per table)
+
+Configuration is turned into the engine's frozen dataclasses at parse time (pure Python);
+connections, the lake root and every heavy import are resolved inside the tasks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, task
+
+from dagfoundry.assets import mirror_asset_name
+from dagfoundry.cdc.connector_config import CapturedTable, CaptureConfig
+from dagfoundry.factories.dag_header import new_dag
+from dagfoundry.registry import register_kind
+from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, application_path
+from dagfoundry.specs.cdc_ingestion import CdcIngestionSpec
+
+if TYPE_CHECKING:
+    from dagfoundry.specs.loading import LoadedSpec
+
+NONE_FAILED = "none_failed_min_one_success"
+
+
+def capture_config_of(spec: CdcIngestionSpec) -> CaptureConfig:
+    """Translate the spec into the capture engine's configuration (no secrets in it)."""
+    tables = []
+    for table in spec.tables:
+        schema, name = table.name.split(".")
+        tables.append(CapturedTable(schema=schema, table=name, primary_key=table.primary_key))
+    capture = spec.capture
+    return CaptureConfig(
+        source=spec.source.name,
+        conn_id=spec.source.conn_id,
+        tables=tuple(tables),
+        database=spec.source.database,
+        slot_name=capture.slot_name,
+        publication_name=capture.publication_name,
+        signal_table=capture.signal_table,
+        heartbeat_interval_ms=int(capture.heartbeat.total_seconds() * 1000),
+        snapshot_mode=capture.snapshot_mode,
+        replica_identity_full=capture.replica_identity_full,
+    )
+
+
+@register_kind("cdc_ingestion", CdcIngestionSpec)
+def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
+    """Build the CDC DAG of one spec."""
+    spec: CdcIngestionSpec = loaded.spec  # type: ignore[assignment]
+    config = capture_config_of(spec)
+    config.validate()
+    table_ids = [t.table_id for t in config.tables]
+    outlets = [Asset(mirror_asset_name(config.source, table_id)) for table_id in table_ids]
+    with new_dag(loaded, outlets=[a.name for a in outlets]) as dag:
+        choose = _choose_action(spec)
+        pre_steps = _action_tasks(spec, config)
+        ingest_head, ingest_tail = _ingest_tasks(spec, config)
+        for step in pre_steps.values():
+            choose >> step >> ingest_head
+        choose >> ingest_head
+        quality = _check_quality(spec, config.source, ingest_tail)
+        plan = _plan_mirror(config.source, table_ids)
+        spark = SparkSubmitOperator(
+            task_id="spark_mirror",
+            application=application_path("cdc_mirror"),
+            application_args=[plan],
+            conn_id=spec.spark_conn_id,
+            conf=dict(DEFAULT_SPARK_CONF),
+            name=f"dagfoundry-cdc-mirror-{spec.name}",
+        )
+        publish = _publish_mirror(plan, outlets)
+        quality >> plan >> spark >> publish
+        if spec.snowflake is not None:
+            _snowflake_merges(spec, config, quality)
+    return dag
+
+
+def _choose_action(spec: CdcIngestionSpec) -> Any:
+    mode = spec.mode
+
+    @task.branch(task_id="choose_action")
+    def choose_action(params: dict | None = None) -> list[str]:
+        action = (params or {}).get("action", "capture")
+        first = "deploy_connector" if mode == "connect" else "capture"
+        steps = {"resnapshot": "request_resnapshot", "reset_offsets": "reset_offsets"}
+        if mode == "connect":
+            steps["restart_connector"] = "restart_connector"
+        if action == "capture":
+            return [first]
+        if action not in steps:
+            raise ValueError(f"action {action!r} is not available in {mode} mode; use one of capture, {', '.join(steps)}")
+        return [steps[action]]
+
+    return choose_action()
+
+
+def _action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict[str, Any]:
+    @task(task_id="request_resnapshot")
+    def request_resnapshot(params: dict | None = None) -> dict:
+        from dagfoundry.cdc.tasks import request_resnapshot as request
+
+        tables = list((params or {}).get("tables") or [t.table_id for t in config.tables])
+        return request(config, tables)
+
+    @task(task_id="reset_offsets")
+    def reset_offsets() -> dict:
+        from dagfoundry.cdc.tasks import reset_capture
+        from dagfoundry.settings import lake_root
+
+        return reset_capture(config, str(lake_root()))
+
+    steps = {"resnapshot": request_resnapshot(), "reset_offsets": reset_offsets()}
+    if spec.mode == "connect":
+        from dagfoundry.operators.debezium_connect import DebeziumConnectorRestartOperator
+
+        steps["restart_connector"] = DebeziumConnectorRestartOperator(
+            task_id="restart_connector",
+            connector_name=config.engine_name,
+            kafka_connect_conn_id=spec.connect.conn_id,  # type: ignore[union-attr]
+        )
+    return steps
+
+
+def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, Any]:
+    """Return the first task and the summary (XComArg) of the step that lands new change batches."""
+    if spec.mode == "embedded":
+        limits = spec.capture
+
+        @task(task_id="capture", trigger_rule=NONE_FAILED)
+        def capture() -> dict:
+            from dagfoundry.cdc.embedded_capture import CaptureLimits
+            from dagfoundry.cdc.tasks import capture as run_capture
+            from dagfoundry.settings import lake_root
+
+            bounds = CaptureLimits(
+                idle_seconds=limits.idle.total_seconds(),
+                max_events=limits.max_events,
+                max_seconds=limits.max_duration.total_seconds(),
+            )
+            return run_capture(config, str(lake_root()), bounds)
+
+        captured = capture()
+        return captured.operator, captured
+
+    from dagfoundry.cdc.connector_config import SourceConnection, debezium_properties
+    from dagfoundry.operators.debezium_connect import DebeziumConnectorDeployOperator
+    from dagfoundry.sensors.debezium_connect import ConnectorRunningSensor
+
+    connect = spec.connect
+    assert connect is not None
+    placeholder = SourceConnection(host="", port=5432, dbname="", user="")
+    properties = debezium_properties(config, placeholder, mode="connect")
+    # The deploy operator fills the database.* settings from the source connection at run time.
+    properties = {k: v for k, v in properties.items() if not k.startswith("database.")}
+    if spec.source.database:
+        properties["database.dbname"] = spec.source.database
+    deploy = DebeziumConnectorDeployOperator(
+        task_id="deploy_connector",
+        connector_name=config.engine_name,
+        config=properties,
+        source_conn_id=config.conn_id,
+        kafka_connect_conn_id=connect.conn_id,
+        trigger_rule=NONE_FAILED,
+    )
+    running = ConnectorRunningSensor(
+        task_id="connector_running",
+        connector_name=config.engine_name,
+        kafka_connect_conn_id=connect.conn_id,
+        max_restarts=connect.max_restarts,
+        poke_interval=10,
+        timeout=600,
+    )
+
+    @task(task_id="pickup_sink_files")
+    def pickup_sink_files() -> dict:
+        from dagfoundry.cdc.tasks import pickup
+        from dagfoundry.settings import lake_root
+
+        return pickup(config, str(lake_root()), connect.sink_dir)
+
+    picked = pickup_sink_files()
+    deploy >> running >> picked
+    return deploy, picked
+
+
+def _check_quality(spec: CdcIngestionSpec, source: str, capture_summary: Any) -> Any:
+    max_rows = spec.max_rows_per_batch
+
+    @task(task_id="check_quality")
+    def check_quality(summary: dict) -> dict:
+        from dagfoundry.cdc.tasks import check_quality as check
+        from dagfoundry.settings import lake_root
+
+        return check(str(lake_root()), source, summary, max_rows=max_rows)
+
+    return check_quality(capture_summary)
+
+
+def _plan_mirror(source: str, table_ids: list[str]) -> Any:
+    @task(task_id="plan_mirror")
+    def plan_mirror() -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from dagfoundry.cdc.tasks import prepare_mirror
+        from dagfoundry.settings import lake_root
+
+        plan = prepare_mirror(str(lake_root()), source, table_ids)
+        if plan is None:
+            raise AirflowSkipException("no new change batches: the mirrors are up to date")
+        return plan
+
+    return plan_mirror()
+
+
+def _publish_mirror(plan: Any, outlets: list[Asset]) -> Any:
+    @task(task_id="publish_mirror", outlets=outlets)
+    def publish_mirror(plan_path: str, outlet_events: Any = None) -> dict:
+        from dagfoundry.cdc.tasks import publish_mirror as publish
+
+        result = publish(plan_path)
+        for asset in outlets:
+            table_id = asset.name.split(".", 3)[-1]
+            figures = result.get("tables", {}).get(table_id)
+            if figures and outlet_events is not None:
+                outlet_events[asset].extra = {k: v for k, v in figures.items() if isinstance(v, int | str)}
+        return result
+
+    return publish_mirror(plan)
+
+
+def _snowflake_merges(spec: CdcIngestionSpec, config: CaptureConfig, upstream: Any) -> None:
+    from dagfoundry.operators.snowflake_cdc_merge import SnowflakeCdcMergeOperator
+
+    target = spec.snowflake
+    assert target is not None
+    for table in config.tables:
+        merge = SnowflakeCdcMergeOperator(
+            task_id=f"merge_{table.schema}_{table.table}_into_snowflake",
+            snowflake_conn_id=target.conn_id,
+            source=config.source,
+            table_id=table.table_id,
+            target_table=f"{target.target_schema}.{table.table}".upper(),
+            key_columns=list(table.primary_key) or None,
+            delete_mode=target.delete_mode,
+        )
+        upstream >> merge

@@ -1,0 +1,110 @@
+"""Spec of the ``cdc_ingestion`` kind: Debezium CDC from PostgreSQL into the lake (and Snowflake)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.types import ConnId, Duration, Identifier, QualifiedName
+
+CDC_ACTIONS = ("capture", "resnapshot", "reset_offsets", "restart_connector")
+
+
+class SourceSpec(StrictModel):
+    """The PostgreSQL database changes are captured from."""
+
+    name: Identifier = Field(
+        description="Short, stable name of the source (lake paths, slot, offsets). Never rename it after the first run."
+    )
+    conn_id: ConnId = Field(description="Airflow connection (type postgres) with host, login and password.")
+    database: Identifier | None = Field(default=None, description="Database; defaults to the connection's schema.")
+
+
+class CdcTableSpec(StrictModel):
+    """One captured table."""
+
+    name: QualifiedName = Field(description="schema.table in the source.")
+    primary_key: tuple[Identifier, ...] = Field(
+        default=(), description="Key columns; empty reads them from the source catalog at run time."
+    )
+
+    @model_validator(mode="after")
+    def _schema_qualified(self) -> CdcTableSpec:
+        if len(self.name.split(".")) != 2:
+            raise RuleViolation(("name",), f"{self.name!r} must be written schema.table, e.g. public.orders")
+        return self
+
+
+class CaptureSpec(StrictModel):
+    """How each run captures (embedded mode: the bounds of one micro-batch)."""
+
+    idle: Duration = Field(default=timedelta(seconds=5), description="Caught up after this long without changes.")
+    max_events: int = Field(default=500_000, ge=1, description="End the batch after this many change events.")
+    max_duration: Duration = Field(default=timedelta(minutes=15), description="End the batch after this long.")
+    snapshot_mode: Literal["initial", "always", "initial_only", "no_data", "when_needed"] = "initial"
+    heartbeat: Duration = Field(default=timedelta(seconds=10), description="Heartbeat so the slot advances; 0 = off.")
+    signal_table: QualifiedName | None = Field(
+        default="public.dagfoundry_cdc_signal", description="Debezium signal table for re-snapshots; null disables."
+    )
+    slot_name: Identifier | None = Field(default=None, description="Replication slot; default dagfoundry_<source>.")
+    publication_name: Identifier | None = Field(default=None, description="Publication; default dagfoundry_<source>.")
+    replica_identity_full: bool = Field(default=False, description="Set REPLICA IDENTITY FULL (needs ownership).")
+
+
+class ConnectSpec(StrictModel):
+    """Kafka Connect settings (``mode: connect``)."""
+
+    conn_id: ConnId = Field(default="kafka_connect_default", description="HTTP connection of the Connect REST API.")
+    sink_dir: str = Field(min_length=1, description="Folder where the sink connector writes change files.")
+    max_restarts: int = Field(default=2, ge=0, le=20, description="Restarts of failed tasks before failing.")
+
+
+class SnowflakeTargetSpec(StrictModel):
+    """Optional Snowflake mirror of every captured table."""
+
+    conn_id: ConnId = Field(default="snowflake_default", description="Airflow Snowflake connection.")
+    target_schema: QualifiedName = Field(description="DATABASE.SCHEMA receiving one table per source table.")
+    delete_mode: Literal["hard", "soft"] = Field(default="hard", description="Delete rows, or flag them _DF_DELETED.")
+
+
+class CdcIngestionSpec(DagSpec):
+    """Capture changes of PostgreSQL tables with Debezium; keep lake mirrors (and Snowflake) equal to the source."""
+
+    declared_params: ClassVar[dict[str, ParamDeclaration]] = {
+        "action": ParamDeclaration(
+            "capture",
+            "string",
+            "capture: the normal run. resnapshot: re-read `tables` (incremental snapshot), then capture. "
+            "reset_offsets: forget the stored position (new snapshot), then capture. "
+            "restart_connector: restart failed connector tasks (connect mode), then capture.",
+            enum=CDC_ACTIONS,
+        ),
+        "tables": ParamDeclaration([], "array", "Tables (schema.table) to re-snapshot; empty = all captured tables."),
+    }
+
+    kind: Literal["cdc_ingestion"]
+    mode: Literal["embedded", "connect"] = Field(default="embedded", description="Where Debezium runs.")
+    source: SourceSpec
+    tables: tuple[CdcTableSpec, ...] = Field(min_length=1, description="Captured tables.")
+    capture: CaptureSpec = Field(default_factory=CaptureSpec)
+    connect: ConnectSpec | None = Field(default=None, description="Required with mode: connect.")
+    spark_conn_id: ConnId = Field(default="spark_local", description="Spark connection for the lake mirror job.")
+    max_rows_per_batch: int | None = Field(default=None, ge=1, description="Fail a batch larger than this.")
+    snowflake: SnowflakeTargetSpec | None = Field(default=None, description="Also MERGE each batch into Snowflake.")
+
+    @model_validator(mode="after")
+    def _mode_settings(self) -> CdcIngestionSpec:
+        if self.max_active_runs != 1:
+            raise RuleViolation(("max_active_runs",), "must be 1: two captures of one source must never overlap")
+        if self.mode == "connect" and self.connect is None:
+            raise RuleViolation(("mode",), "mode 'connect' needs a 'connect' section with at least sink_dir")
+        if self.mode == "embedded" and self.connect is not None:
+            raise RuleViolation(("connect",), "a 'connect' section is only used with mode: connect")
+        names = [t.name for t in self.tables]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise RuleViolation(("tables", index, "name"), f"table {name!r} is listed twice")
+        return self
