@@ -77,7 +77,9 @@ def request_incremental_snapshot(
         _quoted(table_id)
         if captured_tables is not None and table_id not in captured_tables:
             raise SignalError(f"re-snapshot: table {table_id!r} is not captured (captured: {', '.join(captured_tables)})")
-    signal_id = signal_id or f"dagfoundry-{uuid.uuid4()}"
+    signal_id = signal_id or f"dagfoundry-{uuid.uuid4().hex[:24]}"
+    if len(signal_id) > 42:
+        raise SignalError(f"re-snapshot: signal id {signal_id!r} is longer than the signal table's 42 characters")
     data = json.dumps({"data-collections": list(tables), "type": "incremental"})
     conn = psycopg2.connect(**connection.psycopg2_kwargs())
     try:

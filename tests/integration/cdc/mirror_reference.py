@@ -1,0 +1,25 @@
+"""A pure-Python reference of the lake mirror: latest event per key by emission order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagfoundry.cdc import landing
+
+
+def reference_mirror(lake_root: Path, source: str, table_id: str, after: int | None = None) -> dict[tuple, dict]:
+    """Apply every landed batch of a table in emission order; return rows by key."""
+    import pyarrow.parquet as pq
+
+    rows: dict[tuple, dict] = {}
+    for batch_id in landing.list_batches(lake_root, source, table_id, after=after):
+        manifest = landing.read_manifest(lake_root, source, table_id, batch_id)
+        keys = manifest["key_columns"]
+        events = pq.read_table(landing.batch_path(lake_root, source, table_id, batch_id)).to_pylist()
+        for event in sorted(events, key=lambda e: e[landing.SEQ]):
+            key = tuple(event[k] for k in keys)
+            if event[landing.DELETED]:
+                rows.pop(key, None)
+            else:
+                rows[key] = {k: v for k, v in event.items() if not k.startswith("_df_")}
+    return rows
