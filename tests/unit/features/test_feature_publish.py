@@ -1,0 +1,78 @@
+"""Publishing staged Spark output: one deterministic file per date, empty dates included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dagfoundry.features.compute import (
+    PART_FILE,
+    FeatureComputeError,
+    offline_path,
+    prepare_feature_job,
+    publish_feature_job,
+)
+from dagfoundry.features.definition import FeatureViewDefinition, SourceTable, WindowAggregate
+
+
+def view(source) -> FeatureViewDefinition:
+    return FeatureViewDefinition(
+        name="users",
+        entity_keys=("user_id",),
+        sources=(SourceTable("events", str(source), "ts"),),
+        features=(WindowAggregate("clicks_7d", "count", None, 7),),
+    )
+
+
+def stage_like_spark(job, rows_by_date) -> None:
+    """Write what the Spark application writes: a part file per non-empty date and _empty."""
+    output = Path(job["output"])
+    for feature_date, rows in rows_by_date.items():
+        directory = output / f"feature_date={feature_date}"
+        directory.mkdir(parents=True)
+        table = pa.table({"user_id": [r[0] for r in rows], "clicks_7d": [r[1] for r in rows]})
+        pq.write_table(table, directory / "part-00003-abc.c000.snappy.parquet")
+    (output / "_empty").mkdir(parents=True)
+    empty = pa.table({"user_id": pa.array([], pa.int64()), "clicks_7d": pa.array([], pa.int64())})
+    pq.write_table(empty, output / "_empty" / "part-00000-xyz.snappy.parquet")
+
+
+def test_every_job_date_is_published_and_empty_dates_get_the_schema(tmp_path):
+    (tmp_path / "src").mkdir()
+    defn = view(tmp_path / "src")
+    job = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-03")
+    stage_like_spark(job, {"2024-01-01": [(1, 2), (2, 3)], "2024-01-03": [(1, 1)]})
+    result = publish_feature_job(defn, job)
+    assert result["published"] == ["2024-01-01", "2024-01-02", "2024-01-03"] and result["latest"] == "2024-01-03"
+    root = offline_path(tmp_path, "users")
+    empty = pq.read_table(root / "feature_date=2024-01-02" / PART_FILE)
+    assert empty.num_rows == 0 and empty.schema.names == ["user_id", "clicks_7d"]
+    assert pq.read_table(root / "feature_date=2024-01-01" / PART_FILE).to_pydict() == {"user_id": [1, 2], "clicks_7d": [2, 3]}
+    assert not (tmp_path / "_staging" / "features" / "users" / job["version"]).exists()
+
+
+def test_output_with_the_wrong_columns_publishes_nothing(tmp_path):
+    (tmp_path / "src").mkdir()
+    defn = view(tmp_path / "src")
+    job = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-01")
+    directory = Path(job["output"]) / "feature_date=2024-01-01"
+    directory.mkdir(parents=True)
+    pq.write_table(pa.table({"user_id": [1], "clicks": [2]}), directory / "part-00000.parquet")
+    with pytest.raises(FeatureComputeError, match=r"has columns \['user_id', 'clicks'\], expected"):
+        publish_feature_job(defn, job)
+    assert not offline_path(tmp_path, "users").exists()
+
+
+def test_two_spark_files_for_one_date_are_refused(tmp_path):
+    (tmp_path / "src").mkdir()
+    defn = view(tmp_path / "src")
+    job = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-01")
+    directory = Path(job["output"]) / "feature_date=2024-01-01"
+    directory.mkdir(parents=True)
+    for name in ("part-00000.parquet", "part-00001.parquet"):
+        pq.write_table(pa.table({"user_id": [1], "clicks_7d": [2]}), directory / name)
+    with pytest.raises(FeatureComputeError, match="has 2 Parquet files, expected exactly 1"):
+        publish_feature_job(defn, job)
