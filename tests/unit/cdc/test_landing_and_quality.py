@@ -1,0 +1,68 @@
+"""Landing paths, batch listing, immutability, and batch quality checks."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from dagfoundry.cdc import landing
+from dagfoundry.cdc.quality import check_batches
+from dagfoundry.cdc.sink_pickup import new_sink_files
+from dagfoundry.errors import DataQualityError
+
+
+def batch(ids, batch_id):
+    n = len(ids)
+    return pa.table({
+        "id": pa.array(ids, pa.int64()), landing.OP: ["c"] * n, landing.BATCH_ID: pa.array([batch_id] * n, pa.int64()),
+        landing.SEQ: pa.array(range(n), pa.int64()), landing.LSN: pa.array([1] * n, pa.int64()),
+        landing.SOURCE_TS_MS: pa.array([0] * n, pa.int64()), landing.DELETED: [False] * n,
+    })
+
+
+def test_batch_paths_follow_the_contract(tmp_path):
+    path = landing.batch_path(tmp_path, "shop", "public.orders", 42)
+    assert path == tmp_path / "landing/shop/public.orders/batch_id=000000000042"
+    assert landing.parse_batch_dir("batch_id=000000000042") == 42 and landing.parse_batch_dir("batch_id=42") is None
+
+
+def test_batches_are_listed_in_order_and_ids_shared_per_source(tmp_path):
+    assert landing.next_batch_id(tmp_path, "shop") == 1
+    landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, 2], 1), ("id",))
+    landing.write_batch(tmp_path, "shop", "public.b", 3, batch([1], 3), ("id",))
+    landing.write_batch(tmp_path, "shop", "public.a", 2, batch([3], 2), ("id",))
+    assert landing.list_batches(tmp_path, "shop", "public.a") == [1, 2]
+    assert landing.list_batches(tmp_path, "shop", "public.a", after=1) == [2]
+    assert landing.next_batch_id(tmp_path, "shop") == 4
+    assert landing.read_manifest(tmp_path, "shop", "public.a", 1)["row_count"] == 2
+
+
+def test_a_published_batch_is_immutable(tmp_path):
+    landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1], 1), ("id",))
+    with pytest.raises(landing.LandingError, match="immutable"):
+        landing.write_batch(tmp_path, "shop", "public.a", 1, batch([2], 1), ("id",))
+
+
+def test_quality_check_passes_and_reports_figures(tmp_path):
+    landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, 2], 1), ("id",))
+    assert check_batches(tmp_path, "shop", [1]) == {"public.a": {"1": {"rows": 2, "ops": {"c": 2}}}}
+
+
+def test_null_key_fails_the_quality_check_with_figures(tmp_path):
+    landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, None, None], 1), ("id",))
+    with pytest.raises(DataQualityError, match=r"shop/public.a batch 1: 2 of 3 rows have a null key column 'id'"):
+        check_batches(tmp_path, "shop", [1])
+
+
+def test_row_limit_fails_the_quality_check(tmp_path):
+    landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, 2, 3], 1), ("id",))
+    with pytest.raises(DataQualityError, match="3 rows exceed the limit of 2"):
+        check_batches(tmp_path, "shop", max_rows=2)
+
+
+def test_sink_files_are_taken_in_kafka_offset_order_once(tmp_path):
+    for name in ("shop.public.a+0+0000000100.json", "shop.public.a+0+0000000020.json", "shop.public.a+0+0000000003.json"):
+        (tmp_path / name).write_text("{}\n")
+    names = [p.name for p in new_sink_files(tmp_path, set())]
+    assert names == ["shop.public.a+0+0000000003.json", "shop.public.a+0+0000000020.json", "shop.public.a+0+0000000100.json"]
+    assert [p.name for p in new_sink_files(tmp_path, {"shop.public.a+0+0000000003.json"})][0].endswith("20.json")
