@@ -194,7 +194,7 @@ def _check_run(scenario, sql, label: str):
     for table_id in TABLES:
         state = read_mirror_state(lake_root, SOURCE, table_id)
         check_batches(lake_root, SOURCE, tables=[table_id], after=state["last_batch_id"] if state else None)
-    update_mirrors(lake_root, SOURCE)
+    update_mirrors(lake_root, SOURCE, conf={"spark.sql.shuffle.partitions": "2"})
     for table_id in TABLES:
         expected = _source_rows(sql, table_id)
         floor = json.loads((lake_root / "_cdc_state" / SOURCE / "mirror_floor.json").read_text())["floor_batch_id"] \
