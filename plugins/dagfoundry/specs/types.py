@@ -97,7 +97,18 @@ ConnId = Annotated[str, AfterValidator(_conn_id)]
 #: The name of an Airflow Asset produced or consumed by a DAG.
 AssetName = Annotated[str, AfterValidator(_asset_name)]
 #: A duration: ``30s``, ``5m``, ``2h``, ``1d``, ``1w`` or a number of seconds.
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+\s*(s|m|h|d|w)\s*$", "examples": ["30s", "5m", "2h", "1d"]},
+                {"type": "number", "minimum": 0, "description": "seconds"},
+            ]
+        }
+    ),
+]
 #: A cron expression (5 fields), a preset (``@daily``...), a list of Asset names (run when
 #: all of them update), or None (manual runs only).
 Schedule = Annotated[

@@ -26,7 +26,10 @@ def spec_errors_from_validation(
     """
     errors = []
     seen: set[tuple[str, str]] = set()
-    for item in exc.errors(include_url=False):
+    items = exc.errors(include_url=False)
+    for item in items:
+        if item["type"] == "too_short" and _has_deeper_error(item, items):
+            continue  # pydantic counts only the valid items: the item's own error says it all
         rule = item.get("ctx", {}).get("error")
         if isinstance(rule, RuleViolation):
             item = {**item, "loc": (*item["loc"], *rule.key_path), "msg": rule.message, "type": "rule"}
@@ -42,6 +45,11 @@ def spec_errors_from_validation(
             message = f"{message} (set in defaults, while validating {spec_path})"
         errors.append(SpecError(position.path, position.line, position.column, key, message))
     return errors
+
+
+def _has_deeper_error(item: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+    loc = item["loc"]
+    return any(other is not item and other["loc"][: len(loc)] == loc and len(other["loc"]) > len(loc) for other in items)
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> KeyPath:

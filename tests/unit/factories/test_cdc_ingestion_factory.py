@@ -1,0 +1,83 @@
+"""The cdc_ingestion factory's DAG shape for each mode, built from YAML as users write it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dagfoundry.dag_files import build_dag
+from dagfoundry.errors import SpecErrors
+from dagfoundry.specs.loading import SpecLoader
+
+BASE = """\
+kind: cdc_ingestion
+name: orders_cdc
+source: {name: shop, conn_id: shop_pg}
+tables:
+  - name: public.orders
+    primary_key: [order_id]
+"""
+
+
+def load(tmp_path: Path, text: str):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return SpecLoader(tmp_path, environ={}).load_file(path)
+
+
+def upstream(dag, task_id: str) -> set[str]:
+    return set(dag.get_task(task_id).upstream_task_ids)
+
+
+def test_embedded_mode_captures_checks_mirrors_and_publishes_assets(tmp_path):
+    dag = build_dag(load(tmp_path, BASE))
+    assert upstream(dag, "capture") == {"choose_action", "request_resnapshot", "reset_offsets"}
+    assert upstream(dag, "check_quality") == {"capture"}
+    assert upstream(dag, "spark_mirror") == {"plan_mirror"}
+    publish = dag.get_task("publish_mirror")
+    assert [a.name for a in publish.outlets] == ["lake.mirror.shop.public.orders"]
+    assert dag.get_task("capture").trigger_rule == "none_failed_min_one_success"
+    assert dag.params["action"] == "capture" and dag.max_active_runs == 1
+
+
+def test_connect_mode_deploys_waits_and_picks_up_sink_files(tmp_path):
+    text = BASE + "mode: connect\nconnect:\n  conn_id: connect_cluster\n  sink_dir: /data/sink/shop\n"
+    dag = build_dag(load(tmp_path, text))
+    assert "capture" not in dag.task_ids
+    assert upstream(dag, "connector_running") == {"deploy_connector"}
+    assert upstream(dag, "pickup_sink_files") == {"connector_running"}
+    assert upstream(dag, "deploy_connector") >= {"choose_action", "restart_connector"}
+    config = dag.get_task("deploy_connector").config
+    assert config["slot.name"] == "dagfoundry_shop" and config["plugin.name"] == "pgoutput"
+    assert not any(key.startswith("database.password") for key in config), "secrets are filled in at run time"
+
+
+def test_snowflake_target_adds_one_merge_per_table(tmp_path):
+    text = BASE + "snowflake:\n  conn_id: sf\n  target_schema: RAW.SHOP\n  delete_mode: soft\n"
+    dag = build_dag(load(tmp_path, text))
+    merge = dag.get_task("merge_public_orders_into_snowflake")
+    assert merge.target_table == "RAW.SHOP.ORDERS" and merge.delete_mode == "soft"
+    assert upstream(dag, "merge_public_orders_into_snowflake") == {"check_quality"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "message"),
+    [
+        ("mode: connect\n", "mode", "needs a 'connect' section"),
+        ("max_active_runs: 2\n", "max_active_runs", "must be 1"),
+        ("connect: {sink_dir: /x}\n", "connect", "only used with mode: connect"),
+    ],
+)
+def test_mode_rules_point_at_the_key(tmp_path, extra, key, message):
+    with pytest.raises(SpecErrors) as caught:
+        load(tmp_path, BASE + extra)
+    (error,) = caught.value.errors
+    assert error.key == key and message in error.message and error.line == BASE.count("\n") + 1
+
+
+def test_table_without_schema_is_located(tmp_path):
+    with pytest.raises(SpecErrors) as caught:
+        load(tmp_path, BASE.replace("public.orders", "orders"))
+    (error,) = caught.value.errors
+    assert (error.line, error.key) == (5, "tables[0].name") and "schema.table" in error.message
