@@ -23,7 +23,7 @@ from typing import Any
 
 from dagfoundry.errors import DagfoundryError
 from dagfoundry.features.definition import FeatureViewDefinition
-from dagfoundry.features.source_readiness import plan_feature_dates
+from dagfoundry.features.source_readiness import feature_dates, plan_feature_dates
 from dagfoundry.lake.publish import STAGING_DIR, LakeLocation, publish_directory
 
 SPARK_APP = "feature_compute"
@@ -46,6 +46,23 @@ def partition_relative(view: str, feature_date: str) -> str:
 def new_version() -> str:
     """Return a version name unique per run attempt (UTC time plus randomness)."""
     return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def chunk_ranges(start: str | dt.date, end: str | dt.date, chunk_days: int) -> list[dict[str, str]]:
+    """Split ``[start, end]`` into consecutive ranges of at most ``chunk_days`` dates.
+
+    For a chunked backfill: one Spark job (one mapped task) per chunk, in date order.
+
+    :return: ``[{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}, ...]`` (JSON-safe, for ``expand``)
+    :raises ValueError: when ``chunk_days`` < 1 or the range is reversed
+    """
+    if chunk_days < 1:
+        raise ValueError(f"chunk_days must be >= 1, got {chunk_days}")
+    days = feature_dates(start, end)
+    return [
+        {"start": days[i].isoformat(), "end": days[min(i + chunk_days, len(days)) - 1].isoformat()}
+        for i in range(0, len(days), chunk_days)
+    ]
 
 
 def prepare_feature_job(

@@ -10,6 +10,7 @@ import pytest
 
 from dagfoundry.features.compute import (
     PART_FILE,
+    chunk_ranges,
     FeatureComputeError,
     offline_path,
     prepare_feature_job,
@@ -76,3 +77,14 @@ def test_two_spark_files_for_one_date_are_refused(tmp_path):
         pq.write_table(pa.table({"user_id": [1], "clicks_7d": [2]}), directory / name)
     with pytest.raises(FeatureComputeError, match="has 2 Parquet files, expected exactly 1"):
         publish_feature_job(defn, job)
+
+
+def test_chunk_ranges_cover_the_range_in_order_without_overlap():
+    assert chunk_ranges("2024-01-01", "2024-01-10", 4) == [
+        {"start": "2024-01-01", "end": "2024-01-04"},
+        {"start": "2024-01-05", "end": "2024-01-08"},
+        {"start": "2024-01-09", "end": "2024-01-10"},
+    ]
+    assert chunk_ranges("2024-01-01", "2024-01-01", 30) == [{"start": "2024-01-01", "end": "2024-01-01"}]
+    with pytest.raises(ValueError, match="chunk_days must be >= 1"):
+        chunk_ranges("2024-01-01", "2024-01-02", 0)
