@@ -153,7 +153,9 @@ def compute_features(spark: SparkSession, definition: dict, dates: list[str]) ->
     keys = list(definition["entity_keys"])
     wanted = sorted(day_index(d) for d in dates)
     first, last = wanted[0], wanted[-1]
-    lookback = max([definition["ttl_days"], *(f["window_days"] for f in definition["features"] if f["kind"] == "window")])
+    lookback = max(
+        [definition["ttl_days"], *(f["window_days"] for f in definition["features"] if f["kind"] == "window")]
+    )
     indexed = [(i, f) for i, f in enumerate(definition["features"]) if f["kind"] == "window"]
     default_source = definition["sources"][0]["name"]
     partials: list[DataFrame] = []
@@ -169,7 +171,9 @@ def compute_features(spark: SparkSession, definition: dict, dates: list[str]) ->
     join_keys = [*keys, DAY]
     merged = reduce(lambda a, b: a.join(b, join_keys, "full_outer"), partials).where(F.col(DAY) <= last)
     days = spark.createDataFrame([(d,) for d in wanted], f"{DAY} int")
-    grid = entity_grid(reduce(DataFrame.unionByName, active).distinct(), keys, definition["ttl_days"], days, first, last)
+    grid = entity_grid(
+        reduce(DataFrame.unionByName, active).distinct(), keys, definition["ttl_days"], days, first, last
+    )
     frame = grid.join(merged, join_keys, "full_outer")
     frame = frame.select(
         *keys,

@@ -45,7 +45,7 @@ def partition_relative(view: str, feature_date: str) -> str:
 
 def new_version() -> str:
     """Return a version name unique per run attempt (UTC time plus randomness)."""
-    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def chunk_ranges(start: str | dt.date, end: str | dt.date, chunk_days: int) -> list[dict[str, str]]:
@@ -156,7 +156,9 @@ def _check_columns(defn: FeatureViewDefinition, part: Path) -> None:
     expected = [*defn.entity_keys, *(f.name for f in defn.features)]
     found = pq.read_schema(part).names
     if found != expected:
-        raise FeatureComputeError(f"feature view {defn.name!r}: staged file {part} has columns {found}, expected {expected}")
+        raise FeatureComputeError(
+            f"feature view {defn.name!r}: staged file {part} has columns {found}, expected {expected}"
+        )
 
 
 def publish_feature_job(defn: FeatureViewDefinition, job: dict[str, Any]) -> dict[str, Any]:

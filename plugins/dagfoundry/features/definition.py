@@ -226,7 +226,9 @@ def validate_definition(defn: FeatureViewDefinition) -> None:
     _validate_sources(defn)
     _validate_features(defn)
     if defn.online.kind not in ONLINE_KINDS:
-        raise FeatureDefinitionError(f"feature view {view!r}: online.kind: {defn.online.kind!r} is not one of {ONLINE_KINDS}")
+        raise FeatureDefinitionError(
+            f"feature view {view!r}: online.kind: {defn.online.kind!r} is not one of {ONLINE_KINDS}"
+        )
 
 
 def _validate_sources(defn: FeatureViewDefinition) -> None:
@@ -270,7 +272,9 @@ def _validate_features(defn: FeatureViewDefinition) -> None:
         elif isinstance(feature, WindowAggregate):
             _validate_window_aggregate(view, where, feature, source_names, len(defn.sources))
         else:
-            raise FeatureDefinitionError(f"feature view {view!r}: {where}: unknown feature type {type(feature).__name__}")
+            raise FeatureDefinitionError(
+                f"feature view {view!r}: {where}: unknown feature type {type(feature).__name__}"
+            )
 
 
 def _validate_window_aggregate(
@@ -303,4 +307,6 @@ def _validate_window_aggregate(
             f"feature view {view!r}: {where}.source: {feature.source!r} is not one of {sorted(source_names)}"
         )
     if not feature.source and n_sources > 1:
-        raise FeatureDefinitionError(f"feature view {view!r}: {where}.source: required when the view has several sources")
+        raise FeatureDefinitionError(
+            f"feature view {view!r}: {where}.source: required when the view has several sources"
+        )

@@ -35,7 +35,7 @@ def encode_entity(keys: Mapping[str, Any]) -> str:
 
 def expires_at(feature_date: str, ttl_days: int) -> dt.datetime:
     """Return when a value of ``feature_date`` stops being served (UTC)."""
-    cutoff = dt.datetime.combine(dt.date.fromisoformat(feature_date), dt.time(), tzinfo=dt.timezone.utc)
+    cutoff = dt.datetime.combine(dt.date.fromisoformat(feature_date), dt.time(), tzinfo=dt.UTC)
     return cutoff + dt.timedelta(days=1 + ttl_days)
 
 
@@ -100,7 +100,7 @@ class SqliteOnlineStore:
     def read(
         self, view: str, keys: Sequence[Mapping[str, Any]], now: dt.datetime | None = None
     ) -> list[dict[str, Any] | None]:
-        now_text = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).isoformat()
+        now_text = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat()
         encoded = [encode_entity(k) for k in keys]
         conn = self._connect()
         try:
@@ -116,9 +116,7 @@ class SqliteOnlineStore:
                     found[entity] = (feature_date, payload)
         finally:
             conn.close()
-        return [
-            {**json.loads(found[e][1]), "feature_date": found[e][0]} if e in found else None for e in encoded
-        ]
+        return [{**json.loads(found[e][1]), "feature_date": found[e][0]} if e in found else None for e in encoded]
 
 
 # Compare-and-set: keep the stored value when it has a newer feature date.
@@ -230,4 +228,4 @@ def get_online_features(
         when the entity is unknown or its value expired
     """
     values = store.read(view, keys, now=now)
-    return [None if v is None else {**dict(k), **v} for k, v in zip(keys, values)]
+    return [None if v is None else {**dict(k), **v} for k, v in zip(keys, values, strict=True)]

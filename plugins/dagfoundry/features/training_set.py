@@ -29,11 +29,7 @@ class TrainingSetError(DagfoundryError):
 
 
 def _feature_dates(offline_dir: Path) -> list[str]:
-    return sorted(
-        p.name.split("=", 1)[1]
-        for p in offline_dir.glob("feature_date=*")
-        if (p / PART_FILE).is_file()
-    )
+    return sorted(p.name.split("=", 1)[1] for p in offline_dir.glob("feature_date=*") if (p / PART_FILE).is_file())
 
 
 def _read_partitions(offline_dir: Path, dates: list[str], columns: list[str]) -> pd.DataFrame:

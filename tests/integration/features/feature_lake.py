@@ -66,7 +66,12 @@ def write_orders(root: Path, orders: pd.DataFrame) -> None:
         target = root / f"event_date={day.isoformat()}"
         target.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
-        pq.write_table(table.cast(table.schema.set(table.schema.get_field_index("ordered_at"), pa.field("ordered_at", pa.timestamp("us")))), target / "part-0.parquet")
+        pq.write_table(
+            table.cast(
+                table.schema.set(table.schema.get_field_index("ordered_at"), pa.field("ordered_at", pa.timestamp("us")))
+            ),
+            target / "part-0.parquet",
+        )
 
 
 def write_sessions(root: Path, sessions: pd.DataFrame) -> None:
@@ -101,7 +106,9 @@ def feature_view(orders_path: Path, sessions_path: Path, name: str = "user_activ
     )
 
 
-def reference_features(orders: pd.DataFrame, sessions: pd.DataFrame, feature_date: str, ttl_days: int = 14) -> pd.DataFrame:
+def reference_features(
+    orders: pd.DataFrame, sessions: pd.DataFrame, feature_date: str, ttl_days: int = 14
+) -> pd.DataFrame:
     """Compute the view's features for one date by brute force over the raw events."""
     cutoff = pd.Timestamp(feature_date) + pd.Timedelta(days=1)
 
@@ -109,7 +116,8 @@ def reference_features(orders: pd.DataFrame, sessions: pd.DataFrame, feature_dat
         return frame[(frame[column] < cutoff) & (frame[column] >= cutoff - pd.Timedelta(days=days))]
 
     active = sorted(
-        set(window(orders, "ordered_at", ttl_days)["user_id"]) | set(window(sessions, "started_at", ttl_days)["user_id"])
+        set(window(orders, "ordered_at", ttl_days)["user_id"])
+        | set(window(sessions, "started_at", ttl_days)["user_id"])
     )
     rows = []
     for user in active:

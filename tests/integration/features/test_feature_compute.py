@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from feature_lake import DAILY_DATES, RANGE_END, RANGE_START, RERUN_DATE, build_lake, reference_features
 
 from dagfoundry.features.compute import PART_FILE, compute_feature_range, offline_path
 from dagfoundry.features.source_readiness import feature_dates
-
-from feature_lake import DAILY_DATES, RANGE_END, RERUN_DATE, RANGE_START, build_lake, reference_features
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +86,7 @@ def test_values_equal_a_brute_force_reference_on_every_date(runs, events):
         assert got["user_id"].tolist() == want["user_id"].tolist(), day
         for column in want.columns:
             g, w = got[column].to_numpy(dtype=object), want[column].to_numpy(dtype=object)
-            for user, a, b in zip(got["user_id"], g, w):
+            for user, a, b in zip(got["user_id"], g, w, strict=True):
                 if b is None or (isinstance(b, float) and np.isnan(b)):
                     assert a is None or (isinstance(a, float) and np.isnan(a)), (day, column, user, a)
                 elif isinstance(b, str):

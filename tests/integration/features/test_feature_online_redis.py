@@ -56,11 +56,13 @@ def write_partition(lake, feature_date: str, rows: list[tuple[int, str, int, flo
 
 
 def days_ago(n: int) -> str:
-    return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=n)).isoformat()
+    return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=n)).isoformat()
 
 
 def test_backfilled_older_date_never_clobbers_newer_redis_values(tmp_path, prefix, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_REDIS_FEATURES_TEST", json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": 6379}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_REDIS_FEATURES_TEST", json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": 6379})
+    )
     defn = view(prefix)
     newer, older = days_ago(1), days_ago(3)
     write_partition(tmp_path, older, [(1, "eu", 3, 10.5), (2, "us", 4, None), (3, "eu", 1, 2.0)])
@@ -71,7 +73,12 @@ def test_backfilled_older_date_never_clobbers_newer_redis_values(tmp_path, prefi
     assert materialize_latest(defn, tmp_path)["written"] == 2
     assert materialize_partition(defn, tmp_path, older, store)["written"] == 1  # only entity 3 was absent
 
-    keys = [{"user_id": 1, "region": "eu"}, {"region": "us", "user_id": "2"}, {"user_id": 3, "region": "eu"}, {"user_id": 4, "region": "eu"}]
+    keys = [
+        {"user_id": 1, "region": "eu"},
+        {"region": "us", "user_id": "2"},
+        {"user_id": 3, "region": "eu"},
+        {"user_id": 4, "region": "eu"},
+    ]
     served = get_online_features("users", keys, store=store)
     assert served[0] == {"user_id": 1, "region": "eu", "clicks_7d": 9, "spend_7d": 99.0, "feature_date": newer}
     assert served[1] == {"region": "us", "user_id": "2", "clicks_7d": 8, "spend_7d": 1.5, "feature_date": newer}
@@ -91,7 +98,7 @@ def test_redis_keys_expire_ttl_days_after_the_feature_date(tmp_path, prefix):
 
     client = redis.Redis.from_url(REDIS_URL)
     key = store.key("users", encode_entity({"user_id": 1, "region": "eu"}))
-    expected = dt.datetime.combine(dt.date.fromisoformat(days_ago(1)), dt.time(), tzinfo=dt.timezone.utc) + dt.timedelta(days=6)
+    expected = dt.datetime.combine(dt.date.fromisoformat(days_ago(1)), dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=6)
     assert abs(client.expiretime(key) - expected.timestamp()) < 2
     served = get_online_features("users", [{"user_id": 1, "region": "eu"}, {"user_id": 7, "region": "eu"}], store=store)
     assert served[0]["clicks_7d"] == 3

@@ -54,12 +54,21 @@ def test_lookback_covers_the_largest_window_and_the_ttl():
         ({"features": (WindowAggregate("x", "median", "amount", 7),)}, "features[0].function: 'median' is not one of"),
         ({"features": (WindowAggregate("x", "sum", None, 7),)}, "features[0]: 'sum' needs a column or an expression"),
         ({"features": (WindowAggregate("x", "count", None, 0),)}, "features[0].window_days: 0 must be 1..3660"),
-        ({"features": (WindowAggregate("x", "count", None, 7, filter_sql="1=1; drop table t"),)}, "must be one expression"),
+        (
+            {"features": (WindowAggregate("x", "count", None, 7, filter_sql="1=1; drop table t"),)},
+            "must be one expression",
+        ),
         ({"features": (WindowAggregate("user_id", "count", None, 7),)}, "clashes with an entity key"),
-        ({"features": (WindowAggregate("feature_date", "count", None, 7),)}, "clashes with an entity key, 'feature_date'"),
+        (
+            {"features": (WindowAggregate("feature_date", "count", None, 7),)},
+            "clashes with an entity key, 'feature_date'",
+        ),
         ({"features": (SqlFeature("x", "  "),)}, "features[0].expression: must be a non-empty Spark SQL expression"),
         ({"features": (WindowAggregate("x", "sum", "a", 7, expression="a*2"),)}, "give column or expression, not both"),
-        ({"features": (WindowAggregate("x", "count", None, 7, source="clicks"),)}, "source: 'clicks' is not one of ['orders']"),
+        (
+            {"features": (WindowAggregate("x", "count", None, 7, source="clicks"),)},
+            "source: 'clicks' is not one of ['orders']",
+        ),
         (
             {"sources": (SourceTable("orders", "/x", "ts", on_missing="retry"),)},
             "sources[0].on_missing: 'retry' is not one of",

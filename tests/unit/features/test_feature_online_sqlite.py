@@ -22,11 +22,13 @@ VIEW = FeatureViewDefinition(
     features=(WindowAggregate("clicks_7d", "count", None, 7), WindowAggregate("last_page", "last", "page", 7)),
     ttl_days=3,
 )
-NOW = dt.datetime(2024, 5, 11, 12, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 5, 11, 12, tzinfo=dt.UTC)
 
 
 def write_partition(lake, feature_date: str, rows: list[tuple[int, int, str]]) -> None:
-    frame = pd.DataFrame(rows, columns=["user_id", "clicks_7d", "last_page"]).astype({"user_id": "int64", "clicks_7d": "int64"})
+    frame = pd.DataFrame(rows, columns=["user_id", "clicks_7d", "last_page"]).astype(
+        {"user_id": "int64", "clicks_7d": "int64"}
+    )
     directory = offline_path(lake, VIEW.name) / f"feature_date={feature_date}"
     directory.mkdir(parents=True)
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), directory / PART_FILE)
@@ -74,8 +76,8 @@ def test_values_expire_ttl_days_after_their_feature_date(lake, tmp_path):
     store = SqliteOnlineStore(tmp_path / "online.db")
     materialize_latest(VIEW, lake, store)
     # Feature date 2024-05-10 (cutoff 05-11 00:00) with ttl 3 days is served until 05-14 00:00.
-    just_before = dt.datetime(2024, 5, 13, 23, 59, tzinfo=dt.timezone.utc)
-    at_expiry = dt.datetime(2024, 5, 14, tzinfo=dt.timezone.utc)
+    just_before = dt.datetime(2024, 5, 13, 23, 59, tzinfo=dt.UTC)
+    at_expiry = dt.datetime(2024, 5, 14, tzinfo=dt.UTC)
     assert get_online_features("users", [{"user_id": 1}], store=store, now=just_before)[0] is not None
     assert get_online_features("users", [{"user_id": 1}], store=store, now=at_expiry) == [None]
 

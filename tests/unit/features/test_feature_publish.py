@@ -10,8 +10,8 @@ import pytest
 
 from dagfoundry.features.compute import (
     PART_FILE,
-    chunk_ranges,
     FeatureComputeError,
+    chunk_ranges,
     offline_path,
     prepare_feature_job,
     publish_feature_job,
@@ -51,7 +51,10 @@ def test_every_job_date_is_published_and_empty_dates_get_the_schema(tmp_path):
     root = offline_path(tmp_path, "users")
     empty = pq.read_table(root / "feature_date=2024-01-02" / PART_FILE)
     assert empty.num_rows == 0 and empty.schema.names == ["user_id", "clicks_7d"]
-    assert pq.read_table(root / "feature_date=2024-01-01" / PART_FILE).to_pydict() == {"user_id": [1, 2], "clicks_7d": [2, 3]}
+    assert pq.read_table(root / "feature_date=2024-01-01" / PART_FILE).to_pydict() == {
+        "user_id": [1, 2],
+        "clicks_7d": [2, 3],
+    }
     assert not (tmp_path / "_staging" / "features" / "users" / job["version"]).exists()
 
 

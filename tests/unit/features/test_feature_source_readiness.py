@@ -38,7 +38,9 @@ def test_dates_with_all_partitions_are_ready_and_history_start_is_not_missing(tm
     make_source_dirs(tmp_path, days("2024-01-01", 5))
     defn = view(tmp_path)
     assert missing_source_partitions(defn, "2024-01-01") == []
-    assert plan_feature_dates(defn, "2024-01-01", "2024-01-05").dates == tuple(d.isoformat() for d in days("2024-01-01", 5))
+    assert plan_feature_dates(defn, "2024-01-01", "2024-01-05").dates == tuple(
+        d.isoformat() for d in days("2024-01-01", 5)
+    )
 
 
 def test_a_gap_is_missing_for_every_date_whose_lookback_covers_it(tmp_path):
