@@ -69,6 +69,9 @@ class CaptureResult:
     rows_per_table: dict[str, int] = field(default_factory=dict)
     stopped_because: str = ""
     seconds: float = 0.0
+    #: seconds from the first to the last data event, and spent landing (benchmarks)
+    streaming_seconds: float = 0.0
+    landing_seconds: float = 0.0
 
     def summary(self) -> dict:
         """Return a small JSON-safe summary for XCom (never data, never secrets)."""
@@ -79,6 +82,8 @@ class CaptureResult:
             "events": sum(self.rows_per_table.values()),
             "stopped_because": self.stopped_because,
             "seconds": round(self.seconds, 3),
+            "streaming_seconds": round(self.streaming_seconds, 3),
+            "landing_seconds": round(self.landing_seconds, 3),
         }
 
 
@@ -129,13 +134,16 @@ def capture_embedded(
     started = time.monotonic()
     try:
         reason = session.run_until(limits)
+        landing_started = time.monotonic()
         batch_id, rows = land_builder(builder, lake_root, config.source)
+        landed = time.monotonic() - landing_started
         if after_landing is not None:
             after_landing()
         session.commit()
     finally:
         session.close()
-    result = CaptureResult(config.source, batch_id, rows, reason, time.monotonic() - started)
+    streaming = (session.last_event_at or 0.0) - (session.first_event_at or 0.0)
+    result = CaptureResult(config.source, batch_id, rows, reason, time.monotonic() - started, streaming, landed)
     log.info("CDC capture %s: %s", config.source, result.summary())
     return result
 
@@ -168,6 +176,7 @@ class _EngineSession:
         self._closing = False
         self._accepted: list[tuple[object, object]] = []
         self._last_event_at: float | None = None
+        self.first_event_at: float | None = None
         self.consumer = debezium_bridge.DeferredCommitConsumer(self._on_batch)
         self.completion = debezium_bridge.CompletionRecorder()
         self.tasks = debezium_bridge.TaskStartRecorder()
@@ -201,6 +210,11 @@ class _EngineSession:
             self._accepted.append((committer, records.get(size - 1)))
             if self.builder.total > before:
                 self._last_event_at = time.monotonic()
+                self.first_event_at = self.first_event_at or self._last_event_at
+
+    @property
+    def last_event_at(self) -> float | None:
+        return self._last_event_at
 
     def run_until(self, limits: CaptureLimits) -> str:
         """Run the engine until a limit is reached; refuse later batches; return why it stopped."""
