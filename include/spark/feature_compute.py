@@ -202,6 +202,9 @@ def main() -> None:
     with open(args.job, encoding="utf-8") as fh:
         job = json.load(fh)
     definition = job["definition"]
+    if not job["dates"]:
+        # Every date was skipped (missing source partitions): nothing to compute or publish.
+        return
     spark = (
         SparkSession.builder.appName(f"dagfoundry-features-{definition['name']}")
         .config("spark.sql.session.timeZone", "UTC")
