@@ -23,7 +23,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Asset, task
 
 from dagfoundry.assets import mirror_asset_name
-from dagfoundry.cdc.connector_config import CapturedTable, CaptureConfig
+from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
 from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, application_path

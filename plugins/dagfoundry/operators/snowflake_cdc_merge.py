@@ -56,7 +56,6 @@ class SnowflakeCdcMergeOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Run the merge and report what changed."""
         from dagfoundry.cdc.snowflake_merge import merge_landed_batches
-
         from dagfoundry.settings import lake_root
 
         result = merge_landed_batches(
