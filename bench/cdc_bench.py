@@ -54,6 +54,8 @@ def sql(statement: str, dbname: str = DB, fetch: bool = False):
 
 
 def drop_database() -> None:
+    sql(f"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{DB}' AND active", "postgres")
+    time.sleep(1)
     sql(f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{DB}' AND NOT active", "postgres")
     sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", "postgres")
 

