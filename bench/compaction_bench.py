@@ -1,0 +1,138 @@
+"""Benchmark: compaction (plan, Spark rewrite with checksums, verify, atomic publish) against a
+bare Spark read-and-write of the same data (no verification, no publishing: the ceiling).
+
+    python bench/compaction_bench.py [--gb 1.0] [--files 10000] [--partitions 5] [--target-mb 128]
+
+Data: ``--files`` small Parquet files (about ``--gb`` in total) over ``--partitions``
+partitions, generated with pyarrow once and reused (``--data-dir``). Prints MB/s of both,
+their ratio (target >= 0.8), and the files after compaction against the ideal count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+os.environ.setdefault("AIRFLOW_CONN_SPARK_LOCAL", '{"conn_type": "spark", "host": "local[2]"}')
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-home-"))
+TABLE = "bench/events"
+
+
+def generate(source: Path, *, total_bytes: int, files: int, partitions: int) -> None:
+    """Write ``files`` Parquet files of random rows, about ``total_bytes`` in all."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    rows = max(1, int(total_bytes / files / 26))  # about 26 compressed bytes per row
+    categories = pa.array([f"category-{i}" for i in range(50)])
+    next_id = 0
+    for index in range(files):
+        directory = source / TABLE / f"dt=2024-03-{1 + index % partitions:02d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        table = pa.table({
+            "id": pa.array(np.arange(next_id, next_id + rows, dtype=np.int64)),
+            "ts": pa.array(rng.integers(1_700_000_000_000, 1_710_000_000_000, rows)),
+            "value": pa.array(rng.random(rows)),
+            "score": pa.array(rng.random(rows, dtype=np.float32)),
+            "category": categories.take(pa.array(rng.integers(0, 50, rows))),
+        })
+        pq.write_table(table, directory / f"part-{index:06d}.parquet", compression="snappy")
+        next_id += rows
+    (source / "_complete").write_text(json.dumps({"files": files, "partitions": partitions}))
+
+
+def tree_bytes(directory: Path) -> tuple[int, int]:
+    sizes = [p.stat().st_size for p in directory.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
+    return len(sizes), sum(sizes)
+
+
+def warm_cache(directory: Path) -> None:
+    for path in directory.rglob("*.parquet"):
+        path.read_bytes()
+
+
+def run_bare(source: Path, work: Path, target_bytes: int) -> float:
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, spark_environment
+
+    jobs = []
+    for partition in sorted((source / TABLE).iterdir()):
+        _, size = tree_bytes(partition)
+        jobs.append({"input": str(partition), "output": str(work / "bare" / partition.name),
+                     "target": max(1, math.ceil(size / target_bytes))})
+    jobs_file = work / "bare-jobs.json"
+    jobs_file.write_text(json.dumps(jobs))
+    os.environ.update(spark_environment())
+    hook = SparkSubmitHook(conf=dict(DEFAULT_SPARK_CONF), conn_id="spark_local", name="bench-bare",
+                           application_args=[str(jobs_file)], env_vars=spark_environment())
+    started = time.monotonic()
+    hook.submit(str(Path(__file__).with_name("bare_rewrite_app.py")))
+    return time.monotonic() - started
+
+
+def run_compaction(source: Path, work: Path, target_bytes: int) -> tuple[float, dict]:
+    from dagfoundry.compaction import CompactionSettings, plan_step, publish_step, report_step
+    from dagfoundry.spark_submit import submit_spark_app
+
+    lake = work / "lake"
+    subprocess.run(["cp", "-al", str(source), str(lake)], check=True)  # hard links: no copy cost
+    settings = CompactionSettings(lake_root=lake, tables=(TABLE,), target_file_bytes=target_bytes,
+                                  closed_after_seconds=0, max_partitions_per_batch=64)
+    started = time.monotonic()
+    plan = plan_step(settings, version="bench")
+    submit_spark_app("compaction_rewrite", [f for args in plan["spark_args"] for f in args])
+    for batch_file in plan["batch_files"]:
+        publish_step(batch_file)
+    elapsed = time.monotonic() - started
+    return elapsed, report_step(settings, version="bench")["summary"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gb", type=float, default=1.0)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=5)
+    parser.add_argument("--target-mb", type=int, default=128)
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "dagfoundry-compaction-bench")
+    args = parser.parse_args()
+    source = args.data_dir / f"source-{args.gb}gb-{args.files}f-{args.partitions}p"
+    if not (source / "_complete").exists():
+        shutil.rmtree(source, ignore_errors=True)
+        started = time.monotonic()
+        generate(source, total_bytes=int(args.gb * 1024**3), files=args.files, partitions=args.partitions)
+        print(f"generated {args.files} files in {time.monotonic() - started:.0f}s")
+    files, size = tree_bytes(source)
+    target = args.target_mb * 1024 * 1024
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=args.data_dir))
+    try:
+        warm_cache(source)
+        bare_seconds = run_bare(source, work, target)
+        warm_cache(source)
+        ours_seconds, summary = run_compaction(source, work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    mb = size / 1024**2
+    ours, bare = mb / ours_seconds, mb / bare_seconds
+    print(f"input: {files} files, {mb:.0f} MB in {args.partitions} partitions, target {args.target_mb} MB")
+    print(f"bare Spark read+write : {bare_seconds:6.1f} s  {bare:6.1f} MB/s  (ceiling)")
+    print(f"compaction (verified, published): {ours_seconds:6.1f} s  {ours:6.1f} MB/s")
+    print(f"ratio: {ours / bare:.2f} (target >= 0.80)")
+    print(f"files after: {summary['files_after']} (ideal {summary['files_ideal']}), "
+          f"avg file {summary['avg_file_bytes_after'] / 1024**2:.1f} MB, bytes after {summary['bytes_after'] / 1024**2:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
