@@ -31,6 +31,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -53,7 +54,7 @@ def main(batch_files: list[str]) -> None:
             batch = json.load(handle)
         # Small partitions use one core each; several at once keep every core busy.
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda p: rewrite_safely(spark, batch, p), batch["partitions"]))
+            results = list(pool.map(partial(rewrite_safely, spark, batch), batch["partitions"]))
         write_result(batch["result_path"], {"version": batch["version"], "partitions": results})
     spark.stop()
 

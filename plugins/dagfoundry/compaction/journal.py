@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from dagfoundry.compaction.layout import journal_path, partition_location, plans_dir
 from dagfoundry.compaction.planner import CompactionPlan, DataFile, files_as_dicts
@@ -66,7 +67,7 @@ class Journal:
     def path(self) -> Path:
         return journal_path(self.location, self.version)
 
-    def advance(self, state: str, **changes: object) -> Journal:
+    def advance(self, state: str, **changes: Any) -> Journal:
         """Return a copy in ``state`` (with other changes), written to disk first."""
         if state not in STATES:
             raise ValueError(f"unknown journal state {state!r}; expected one of {STATES}")

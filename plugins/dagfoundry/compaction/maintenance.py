@@ -92,8 +92,9 @@ def cleanup(settings: CompactionSettings, tables: list[str], *, now: float | Non
     for table in tables:
         for path in journals_under(root, table):
             journal = load_journal(path)
-            final = journal is not None and journal.state in ("published", "discarded")
-            if final and now - journal.updated_at >= settings.retention_seconds:
+            if journal is None or journal.state not in ("published", "discarded"):
+                continue
+            if now - journal.updated_at >= settings.retention_seconds:
                 path.unlink(missing_ok=True)
                 journals_removed += 1
     staging_removed = [str(p) for t in tables for p in _abandoned_staging(root, t, settings, now)]

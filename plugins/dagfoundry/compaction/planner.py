@@ -187,7 +187,7 @@ def decide(listing: PartitionListing, settings: CompactionSettings, now: float) 
     def verdict(chosen: bool, reason: str) -> PartitionDecision:
         return PartitionDecision(listing.table, listing.partition, chosen, reason, listing.files, target, small)
 
-    formats = {data_format(f.name) for f in listing.files}
+    formats = {data_format(f.name) or "" for f in listing.files}
     idle = now - listing.last_change
     if listing.foreign:
         return verdict(False, f"holds entries that are not data files: {', '.join(listing.foreign[:5])}")

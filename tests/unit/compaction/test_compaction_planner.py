@@ -111,3 +111,16 @@ def test_patterns_match_tables_and_missing_named_table_fails(tmp_path):
 def test_invalid_settings_name_the_setting(tmp_path, overrides, message):
     with pytest.raises(CompactionConfigError, match=message):
         _settings(tmp_path, **overrides)
+
+
+def test_package_imports_only_the_standard_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import dagfoundry.compaction; "
+        "heavy = [m for m in ('pyspark', 'pyarrow', 'pandas', 'numpy', 'airflow') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
