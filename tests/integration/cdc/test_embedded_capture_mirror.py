@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from dagfoundry.cdc.signals import request_incremental_snapshot
 
 pytestmark = pytest.mark.integration
 
-SOURCE = "shop"
+# Slot names are cluster-wide: a unique source keeps this test off other databases' slots.
+SOURCE = f"shop_{uuid.uuid4().hex[:8]}"
 SIGNAL_TABLE = "public.dagfoundry_cdc_signal"
 TABLES = {"public.accounts": ("id",), "public.pairs": ("region", "n")}
 JSON_COLUMNS = {"payload", "tags"}
@@ -300,7 +302,7 @@ def test_connector_failure_fails_capture_with_reason(cdc_database, source_sql, t
     source_sql(f"GRANT SELECT ON public.guarded TO {role}")
     try:
         job = {
-            "source": "guarded", "dbname": cdc_database, "lake_root": str(tmp_path / "lake"), "user": role,
+            "source": f"guarded_{uuid.uuid4().hex[:8]}", "dbname": cdc_database, "lake_root": str(tmp_path / "lake"), "user": role,
             "tables": [["public", "guarded", ["id"]]], "limits": {"idle_seconds": 3, "max_seconds": 120},
         }
         code, _, err = run_capture(job, tmp_path)
