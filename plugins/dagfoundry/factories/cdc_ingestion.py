@@ -47,8 +47,9 @@ def capture_config_of(spec: CdcIngestionSpec) -> CaptureConfig:
         conn_id=spec.source.conn_id,
         tables=tuple(tables),
         database=spec.source.database,
-        slot_name=capture.slot_name,
-        publication_name=capture.publication_name,
+        # Slots are global to the PostgreSQL server: name them after the (unique) DAG by default.
+        slot_name=capture.slot_name or f"dagfoundry_{spec.name}",
+        publication_name=capture.publication_name or f"dagfoundry_{spec.name}",
         signal_table=capture.signal_table,
         heartbeat_interval_ms=int(capture.heartbeat.total_seconds() * 1000),
         snapshot_mode=capture.snapshot_mode,

@@ -49,8 +49,8 @@ class CaptureSpec(StrictModel):
     signal_table: QualifiedName | None = Field(
         default="public.dagfoundry_cdc_signal", description="Debezium signal table for re-snapshots; null disables."
     )
-    slot_name: Identifier | None = Field(default=None, description="Replication slot; default dagfoundry_<source>.")
-    publication_name: Identifier | None = Field(default=None, description="Publication; default dagfoundry_<source>.")
+    slot_name: Identifier | None = Field(default=None, description="Replication slot; default dagfoundry_<name> (slots are per server).")
+    publication_name: Identifier | None = Field(default=None, description="Publication; default dagfoundry_<name>.")
     replica_identity_full: bool = Field(default=False, description="Set REPLICA IDENTITY FULL (needs ownership).")
 
 

@@ -49,7 +49,7 @@ def test_connect_mode_deploys_waits_and_picks_up_sink_files(tmp_path):
     assert upstream(dag, "pickup_sink_files") == {"connector_running"}
     assert upstream(dag, "deploy_connector") >= {"choose_action", "restart_connector"}
     config = dag.get_task("deploy_connector").config
-    assert config["slot.name"] == "dagfoundry_shop" and config["plugin.name"] == "pgoutput"
+    assert config["slot.name"] == "dagfoundry_orders_cdc" and config["plugin.name"] == "pgoutput"
     assert not any(key.startswith("database.password") for key in config), "secrets are filled in at run time"
 
 
