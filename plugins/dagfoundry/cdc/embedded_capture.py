@@ -230,6 +230,7 @@ class _EngineSession:
         self._accepted: list[tuple[object, object]] = []
         self._last_event_at: float | None = None
         self.first_event_at: float | None = None
+        self._reader = debezium_bridge.RecordBatchReader()
         self.consumer = debezium_bridge.DeferredCommitConsumer(self._on_batch)
         self.completion = debezium_bridge.CompletionRecorder()
         self.tasks = debezium_bridge.TaskStartRecorder()
@@ -253,13 +254,10 @@ class _EngineSession:
             if size == 0:
                 return
             before = self.builder.total
-            add = self.builder.add_json
-            for record in records:
-                value = record.value()
-                if value is None:
-                    add(str(record.destination()), str(record.key()), None)
-                else:
-                    add(str(record.destination()), None, str(value))
+            reader = self._reader
+            self.builder.add_json_batch(
+                reader.destinations(records), reader.values_json(records), lambda i: reader.key_json(records, i)
+            )
             self._accepted.append((committer, records.get(size - 1)))
             if self.builder.total > before:
                 self._last_event_at = time.monotonic()
