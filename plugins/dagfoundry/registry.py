@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 #: kind -> module that registers it (imported on first use).
 BUILTIN_KINDS: dict[str, str] = {
     "cdc_ingestion": "dagfoundry.factories.cdc_ingestion",
+    "feature_backfill": "dagfoundry.factories.feature_backfill",
+    "lake_compaction": "dagfoundry.factories.lake_compaction",
 }
 
 KIND_MODULES_ENV = "DAGFOUNDRY_KIND_MODULES"

@@ -1,0 +1,126 @@
+"""Factory of the ``feature_backfill`` kind.
+
+One DAG serves three kinds of run, with the same Spark code, so they agree by construction:
+
+- a scheduled run, or one run of ``airflow backfill create``: one feature date, the day
+  its data interval starts on (a cron schedule becomes ``CronDataIntervalTimetable`` so
+  every run has a real ``[start, end)`` window);
+- an Asset-triggered run (no logical date): the last complete day;
+- a manual run with Params ``start``/``end``: a chunked backfill, ``chunk_days`` dates per
+  Spark job.
+
+Tasks: ``plan_feature_dates`` -> ``wait_for_sources`` (when a source says ``on_missing: wait``)
+-> ``compute_features`` (mapped over chunks; Spark through the provider hook; each date
+published atomically) -> ``materialize_online`` (latest complete partition; emits the view's Asset).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, task
+
+from dagfoundry.assets import feature_view_asset_name
+from dagfoundry.factories.dag_header import new_dag
+from dagfoundry.registry import register_kind
+from dagfoundry.specs.feature_backfill import FeatureBackfillSpec
+
+if TYPE_CHECKING:
+    from dagfoundry.specs.loading import LoadedSpec
+
+
+def feature_dates_of_run(params: dict, data_interval_start: Any, run_after: Any) -> tuple[str, str]:
+    """Return the first and last feature date a run computes (ISO dates, inclusive).
+
+    :param params: the run's params (``start``/``end`` make a chunked backfill)
+    :param data_interval_start: the run's interval start, or None for runs without one
+    :param run_after: when the run was due (Asset-triggered and manual runs)
+    """
+    import datetime as dt
+
+    start, end = params.get("start"), params.get("end")
+    if start or end:
+        if not (start and end):
+            raise ValueError("a chunked backfill needs both params 'start' and 'end' (YYYY-MM-DD)")
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        if last < first:
+            raise ValueError(f"backfill end {end} is before start {start}")
+        return first.isoformat(), last.isoformat()
+    if data_interval_start is not None:
+        day = data_interval_start.date().isoformat()
+        return day, day
+    day = (run_after - timedelta(days=1)).date().isoformat()
+    return day, day
+
+
+@register_kind("feature_backfill", FeatureBackfillSpec)
+def build_feature_backfill(loaded: LoadedSpec) -> Any:
+    """Build the feature DAG of one spec."""
+    spec: FeatureBackfillSpec = loaded.spec  # type: ignore[assignment]
+    asset = Asset(feature_view_asset_name(spec.view_name))
+    waits = any(source.on_missing == "wait" for source in spec.sources)
+    conn_id = spec.spark_conn_id
+
+    with new_dag(loaded, data_intervals=True, outlets=[asset.name]) as dag:
+
+        @task(task_id="plan_feature_dates")
+        def plan_feature_dates(params: dict | None = None, **context: Any) -> list[dict[str, str]]:
+            from dagfoundry.features.compute import chunk_ranges
+
+            first, last = feature_dates_of_run(
+                params or {}, context.get("data_interval_start"), context["dag_run"].run_after
+            )
+            chunk_days = int((params or {}).get("chunk_days") or 90)
+            return chunk_ranges(first, last, chunk_days)
+
+        @task.sensor(task_id="wait_for_sources", poke_interval=300, timeout=12 * 3600, mode="reschedule")
+        def wait_for_sources(chunks: list[dict[str, str]]) -> Any:
+            from airflow.sdk import PokeReturnValue
+
+            from dagfoundry.features.source_readiness import feature_dates, missing_source_partitions
+            from dagfoundry.settings import lake_root
+
+            definition = spec.definition(str(lake_root()))
+            missing = [
+                partition
+                for chunk in chunks
+                for day in feature_dates(chunk["start"], chunk["end"])
+                for partition in missing_source_partitions(definition, day)
+            ]
+            return PokeReturnValue(is_done=not missing, xcom_value={"missing": missing[:20]})
+
+        @task(task_id="compute_features", max_active_tis_per_dag=1)
+        def compute_features(chunk: dict[str, str]) -> dict:
+            from dagfoundry.features.compute import compute_feature_range
+            from dagfoundry.settings import lake_root
+
+            root = str(lake_root())
+            return compute_feature_range(spec.definition(root), root, chunk["start"], chunk["end"], conn_id=conn_id)
+
+        @task(task_id="materialize_online", outlets=[asset])
+        def materialize_online(results: list[dict], outlet_events: Any = None) -> dict:
+            from dagfoundry.features.materialize import materialize_latest
+            from dagfoundry.settings import lake_root
+
+            root = str(lake_root())
+            online = materialize_latest(spec.definition(root), root)
+            published = sorted(d for r in results for d in r.get("published", []))
+            if outlet_events is not None:
+                outlet_events[asset].extra = {
+                    "dates": len(published),
+                    "first": published[0] if published else None,
+                    "last": published[-1] if published else None,
+                    "online_date": online.get("feature_date"),
+                }
+            return {"published": published, "online": online}
+
+        chunks = plan_feature_dates()
+        if waits:
+            ready = wait_for_sources(chunks)
+            computed = compute_features.expand(chunk=chunks)
+            ready >> computed
+        else:
+            computed = compute_features.expand(chunk=chunks)
+        materialize_online(computed)
+    return dag

@@ -1,0 +1,78 @@
+"""The feature_backfill factory: DAG shape, schedules with real data intervals, run date logic."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from dagfoundry.dag_files import build_dag
+from dagfoundry.errors import SpecErrors
+from dagfoundry.factories.feature_backfill import feature_dates_of_run
+from dagfoundry.specs.loading import SpecLoader
+
+BASE = """\
+kind: feature_backfill
+name: user_features
+schedule: "0 2 * * *"
+entity_keys: [user_id]
+sources:
+  - {name: clicks, table: events/clicks, event_time: ts, partition_column: event_date, on_missing: skip}
+features:
+  - {name: clicks_7d, function: count, window_days: 7}
+  - {name: spend_30d, function: sum, column: amount, window_days: 30, filter: "amount > 0"}
+  - {name: spend_per_click, sql: "spend_30d / nullif(clicks_7d, 0)"}
+"""
+
+
+def load(tmp_path: Path, text: str):
+    (tmp_path / "spec.yaml").write_text(text)
+    return SpecLoader(tmp_path, environ={}).load_file(tmp_path / "spec.yaml")
+
+
+def test_dag_plans_computes_in_mapped_chunks_and_materializes(tmp_path):
+    dag = build_dag(load(tmp_path, BASE))
+    assert dag.task_ids == ["plan_feature_dates", "compute_features", "materialize_online"]
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert [a.name for a in dag.get_task("materialize_online").outlets] == ["features.user_features"]
+    assert set(dag.params) == {"start", "end", "chunk_days"}
+
+
+def test_a_waiting_source_adds_a_sensor(tmp_path):
+    dag = build_dag(load(tmp_path, BASE.replace("on_missing: skip", "on_missing: wait")))
+    assert dag.get_task("compute_features").upstream_task_ids == {"plan_feature_dates", "wait_for_sources"}
+
+
+def test_runs_compute_the_right_feature_dates():
+    interval_start = dt.datetime(2025, 3, 4, 2, tzinfo=dt.UTC)
+    assert feature_dates_of_run({}, interval_start, None) == ("2025-03-04", "2025-03-04")
+    assert feature_dates_of_run({}, None, dt.datetime(2025, 3, 5, 8, tzinfo=dt.UTC)) == ("2025-03-04", "2025-03-04")
+    assert feature_dates_of_run({"start": "2025-01-01", "end": "2025-01-31"}, interval_start, None) == (
+        "2025-01-01",
+        "2025-01-31",
+    )
+    with pytest.raises(ValueError, match="needs both"):
+        feature_dates_of_run({"start": "2025-01-01"}, None, None)
+    with pytest.raises(ValueError, match="before start"):
+        feature_dates_of_run({"start": "2025-02-01", "end": "2025-01-01"}, None, None)
+
+
+@pytest.mark.parametrize(
+    ("replace", "key", "message"),
+    [
+        ('schedule: "0 2 * * *"\n', "schedule", "need a schedule"),
+        ("function: count, window_days: 7", "features[0].source", "'nowhere' is not one of ['clicks']"),
+        ("table: events/clicks", "sources[0].table", "should match pattern"),
+    ],
+)
+def test_spec_errors_point_at_the_key(tmp_path, replace, key, message):
+    broken = {
+        "schedule": BASE.replace(replace, ""),
+        "features[0].source": BASE.replace(replace, "function: count, window_days: 7, source: nowhere"),
+        "sources[0].table": BASE.replace(replace, "table: 'events/clicks; rm -rf'"),
+    }[key]
+    with pytest.raises(SpecErrors) as caught:
+        load(tmp_path, broken)
+    (error,) = caught.value.errors
+    assert error.key == key and message in error.message, error.render()
