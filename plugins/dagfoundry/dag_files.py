@@ -12,8 +12,11 @@ parsing context, and then only that DAG's spec is read and built.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,12 +49,20 @@ def register_valid_dags(namespace: dict[str, Any], config_dir: Path | None = Non
     wanted = get_parsing_context().dag_id
     specs = _specs_for_worker(root, wanted) if wanted else load_config_dir(root).specs
     built = []
+    failures: list[SpecError] = []
     for loaded in specs:
         if wanted and loaded.spec.name != wanted:
             continue
-        dag = build_dag(loaded)
+        try:
+            dag = build_dag(loaded)
+        except Exception as exc:  # one factory failure must not hide the other DAGs of this file
+            log.exception("dagfoundry could not build the DAG of %s", loaded.path)
+            failures.append(SpecError(loaded.path, 1, 1, "", f"the DAG cannot be built: {type(exc).__name__}: {exc}"))
+            continue
         namespace[f"dagfoundry__{loaded.spec.name}"] = dag
         built.append(loaded.spec.name)
+    if not wanted:
+        _record_build_failures(root, failures)
     log.debug("dagfoundry built %d DAG(s) from %s in %.3fs", len(built), root, time.perf_counter() - started)
     return built
 
@@ -62,9 +73,11 @@ def raise_spec_errors(config_dir: Path | None = None) -> None:
 
     if get_parsing_context().dag_id:
         return  # a worker running one task does not need the error report
-    result = load_config_dir(config_dir or default_config_dir())
-    if result.errors:
-        raise SpecErrors(result.errors)
+    root = config_dir or default_config_dir()
+    result = load_config_dir(root)
+    errors = [*result.errors, *_recorded_build_failures(root)]
+    if errors:
+        raise SpecErrors(errors)
 
 
 def build_dag(loaded: LoadedSpec) -> Any:
@@ -98,6 +111,36 @@ def _specs_for_worker(root: Path, dag_id: str) -> list[LoadedSpec]:
         if loaded.spec.name == dag_id:
             return [loaded]
     return [s for s in load_config_dir(root).specs if s.spec.name == dag_id]
+
+
+def _build_failures_file(root: Path) -> Path:
+    """Where the DAG module tells the error module about factory failures (same machine, any process)."""
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"dagfoundry-build-failures-{digest}.json"
+
+
+def _record_build_failures(root: Path, failures: list[SpecError]) -> None:
+    """Leave the failures for :func:`raise_spec_errors`, which runs in another parse process."""
+    target = _build_failures_file(root)
+    if not failures:
+        target.unlink(missing_ok=True)
+        return
+    rows = [[f.path, f.line, f.column, f.key, f.message] for f in failures]
+    fingerprint = repr(_fingerprint(root, find_spec_files(root)))
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"fingerprint": fingerprint, "failures": rows}))
+    os.replace(temporary, target)
+
+
+def _recorded_build_failures(root: Path) -> list[SpecError]:
+    """Return factory failures recorded for the specs as they are now (stale records are ignored)."""
+    try:
+        record = json.loads(_build_failures_file(root).read_text())
+    except (OSError, ValueError):
+        return []
+    if record.get("fingerprint") != repr(_fingerprint(root, find_spec_files(root))):
+        return []
+    return [SpecError(*row) for row in record.get("failures", [])]
 
 
 def _fingerprint(root: Path, files: list[Path]) -> tuple[Any, ...]:

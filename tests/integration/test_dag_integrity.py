@@ -114,3 +114,15 @@ def test_a_worker_builds_only_the_dag_it_runs(mixed_config, tmp_path):
     result = parse_dags(mixed_config, tmp_path, _AIRFLOW_PARSING_CONTEXT_DAG_ID="orders_chain")
     assert list(result["dags"]) == ["orders_chain"]
     assert result["errors"] == {}
+
+
+@pytest.mark.integration
+def test_a_factory_failure_hides_no_other_dag_and_is_reported(tmp_path):
+    configs = tmp_path / "configs"
+    shutil.copytree(FIXTURES / "good_specs", configs)
+    (configs / "exploding.yaml").write_text("kind: test_chain\nname: exploding\nsteps: [boom]\n")
+    env = {"DAGFOUNDRY_KIND_MODULES": "tests.fixtures.chain_kind,tests.fixtures.exploding_kind"}
+    result = parse_dags(configs, tmp_path, **env)
+    assert sorted(result["dags"]) == ["customers_chain", "orders_chain"]
+    report = result["errors"]["dagfoundry_spec_errors.py"]
+    assert "exploding.yaml:1:1: the DAG cannot be built: RuntimeError: step 'boom' exploded" in report
