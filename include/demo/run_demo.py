@@ -5,6 +5,10 @@
    snapshots the tables into the landing zone and Spark builds the lake mirrors.
 3. The source changes (inserts, updates, key changes, deletes); ``shop_cdc`` runs again and
    streams just the changes; the mirrors are compared with PostgreSQL row for row.
+4. A streaming writer's order events (many small files per day) land in the lake;
+   ``orders_events_compaction`` compacts the closed days, verified and published atomically.
+5. ``customer_order_features`` backfills 30 days of point-in-time-correct features in
+   chunks, materializes the latest day online, and the demo serves a lookup from it.
 
 Everything lives under ``.demo/`` (Airflow home, lake); a re-run starts from scratch.
 """
@@ -24,6 +28,11 @@ DEMO = ROOT / ".demo"
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from include.demo import shop_source  # noqa: E402
+from include.demo.order_events import TABLE as EVENTS_TABLE  # noqa: E402
+from include.demo.order_events import write_order_events  # noqa: E402
+
+COMPACTION_DAG = "orders_events_compaction"
+FEATURE_DAG = "customer_order_features"
 
 MIRRORED = {
     "public.customers": ["customer_id", "name", "city"],
@@ -111,7 +120,52 @@ def main() -> None:
     step("shop_cdc, second run: streaming just the changes")
     run_dag("shop_cdc")
     compare_mirrors()
-    step(f"done; the lake is in {DEMO / 'lake'} (landing/ = change history, mirror/ = tables)")
+    events_compaction_and_features()
+    step(f"done; the lake is in {DEMO / 'lake'}: landing/ (change history), mirror/, events/, features/, online/")
+
+
+def events_compaction_and_features() -> None:
+    import datetime as dt
+
+    lake = DEMO / "lake"
+    today = dt.datetime.now(dt.UTC).date()
+    first = today - dt.timedelta(days=45)
+    step("a streaming writer lands 45 days of order events: 20 small files per day")
+    events = write_order_events(lake, first, 45, events_per_day=400, files_per_day=20)
+    _age_files(lake / EVENTS_TABLE, hours=6)  # the writer finished hours ago: the days are closed
+    print(f"   {events} events in {_count_files(lake / EVENTS_TABLE)} files under {EVENTS_TABLE}/")
+    step(f"{COMPACTION_DAG}: plan, Spark rewrite, verify (rows + checksum), atomic publish")
+    run = run_dag(COMPACTION_DAG)
+    report = run.get_task_instance("report").xcom_pull(task_ids="report") or {}
+    summary = report.get("summary", {})
+    print(f"   files {summary.get('files_before')} -> {summary.get('files_after')} "
+          f"(ideal {summary.get('files_ideal')}); now {_count_files(lake / EVENTS_TABLE)} files")
+    start, end = today - dt.timedelta(days=30), today - dt.timedelta(days=1)
+    step(f"{FEATURE_DAG}: chunked backfill {start} .. {end}, then the latest day goes online")
+    run_dag(FEATURE_DAG, start=start.isoformat(), end=end.isoformat(), chunk_days=15)
+    partitions = sorted(p.name for p in (lake / "features" / FEATURE_DAG).glob("feature_date=*"))
+    print(f"   {len(partitions)} offline partitions: {partitions[0]} .. {partitions[-1]}")
+    serve_lookup(lake)
+
+
+def serve_lookup(lake: Path) -> None:
+    from dagfoundry.features.online_store import SqliteOnlineStore, get_online_features
+
+    step("online lookup for model serving: get_online_features(view, keys)")
+    store = SqliteOnlineStore(str(lake / "online" / "features.sqlite"))
+    for row in get_online_features(FEATURE_DAG, [{"customer_id": c} for c in (1, 2, 3)], store=store):
+        shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in (row or {}).items()}
+        print(f"   {shown}")
+
+
+def _age_files(folder: Path, hours: int) -> None:
+    then = time.time() - hours * 3600
+    for path in [*folder.rglob("*"), folder]:
+        os.utime(path, (then, then))
+
+
+def _count_files(folder: Path) -> int:
+    return sum(1 for _ in folder.rglob("*.parquet"))
 
 
 if __name__ == "__main__":
