@@ -33,8 +33,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+
+#: Footer key under which Spark stores its own schema of a Parquet file.
+SPARK_SCHEMA_KEY = b"org.apache.spark.sql.parquet.row.metadata"
 
 
 def main(batch_files: list[str]) -> None:
@@ -42,6 +46,9 @@ def main(batch_files: list[str]) -> None:
         SparkSession.builder.appName("dagfoundry-compaction-rewrite")
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.sql.legacy.allowHashOnMapType", "true")
+        # Spark's default INT96 timestamps read back in pyarrow, Trino... as tz-naive
+        # nanoseconds: a compacted table would change type for every reader but Spark.
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         # Inputs are explicit file lists (thousands of paths); listing them in a Spark job
         # costs one task per path, while the driver stats them in milliseconds.
         .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "1000000")
@@ -107,11 +114,34 @@ def rewrite_partition(spark: SparkSession, batch: dict, partition: dict) -> dict
 
 
 def read_files(spark: SparkSession, paths: list[str]) -> DataFrame:
-    """Read exactly ``paths`` (one format, by extension), merging Parquet schemas."""
+    """Read exactly ``paths`` (one format, by extension), merging differing Parquet schemas."""
     if paths[0].endswith(".orc"):
         return spark.read.orc(*paths)
-    # mergeSchema keeps columns that only some files have (schema evolution over time).
-    return spark.read.option("mergeSchema", "true").parquet(*paths)
+    # Without mergeSchema Spark takes one file's schema and silently drops columns only other
+    # files have (schema evolution), so both checksums would miss them. Merging costs a Spark
+    # job over every footer; reading the footers here is several times cheaper, so merge only
+    # when they differ.
+    merge = "false" if parquet_schemas_uniform(paths) else "true"
+    return spark.read.option("mergeSchema", merge).parquet(*paths)
+
+
+def parquet_schemas_uniform(paths: list[str]) -> bool:
+    """Return True when every file's footer declares exactly the schema of the first file.
+
+    Compares the Parquet schema (names, physical and logical types, repetition) and the
+    Spark schema some writers store beside it, which Spark prefers when it is there.
+    """
+    first_schema, first_spark = footer_schema(paths[0])
+    for path in paths[1:]:
+        schema, spark_schema = footer_schema(path)
+        if spark_schema != first_spark or not schema.equals(first_schema):
+            return False
+    return True
+
+
+def footer_schema(path: str) -> tuple:
+    metadata = pq.read_metadata(path)
+    return metadata.schema, (metadata.metadata or {}).get(SPARK_SCHEMA_KEY)
 
 
 def checksum_columns(frame: DataFrame, columns: list[str]) -> list:

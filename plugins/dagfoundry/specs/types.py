@@ -17,6 +17,9 @@ _CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 _ASSET = re.compile(r"^[A-Za-z0-9_.:/\-=]{1,1500}$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_BYTE_SIZE = re.compile(r"^\s*(\d+)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+_BYTE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+MIN_BYTE_SIZE = 1024 * 1024
 
 
 def _dag_name(value: str) -> str:
@@ -69,6 +72,22 @@ def _duration(value: Any) -> timedelta:
     raise ValueError(f"expected a duration such as '30s', '5m', '2h', '1d' or a number of seconds, found {value!r}")
 
 
+def _byte_size(value: Any) -> int:
+    expected = "a size such as '512KB', '128MB', '1GB' (1KB = 1024 bytes) or a number of bytes"
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected {expected}, found {value!r}")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _BYTE_SIZE.match(value)
+        if not match:
+            raise ValueError(f"expected {expected}, found {value!r}")
+        size = int(match.group(1)) * _BYTE_UNITS[match.group(2)[0].lower()]
+    if size < MIN_BYTE_SIZE:
+        raise ValueError(f"{value!r} ({size} bytes) is too small: a size must be at least 1MB ({MIN_BYTE_SIZE} bytes)")
+    return size
+
+
 def _schedule(value: Any) -> str | tuple[str, ...] | None:
     if value is None:
         return None
@@ -105,6 +124,23 @@ Duration = Annotated[
             "anyOf": [
                 {"type": "string", "pattern": r"^\s*\d+\s*(s|m|h|d|w)\s*$", "examples": ["30s", "5m", "2h", "1d"]},
                 {"type": "number", "minimum": 0, "description": "seconds"},
+            ]
+        }
+    ),
+]
+#: A size in bytes, at least 1 MiB: ``2048KB``, ``64MB``, ``1GB`` (binary units: 1KB = 1024 bytes) or an integer.
+ByteSize = Annotated[
+    int,
+    PlainValidator(_byte_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^\s*\d+\s*([KkMmGgTt][Ii]?[Bb])\s*$",
+                    "examples": ["64MB", "128MB", "1GB"],
+                },
+                {"type": "integer", "minimum": MIN_BYTE_SIZE, "description": "bytes"},
             ]
         }
     ),

@@ -1,0 +1,183 @@
+"""Factory of the ``lake_compaction`` kind.
+
+One run, in order (``max_active_runs`` is forced to 1)::
+
+    choose_run ─┬─> plan ─> compact_batch[batch] ─┬─> report (Assets) ─> cleanup
+                │           (mapped task group:   └─> all_batches_published
+                │            rewrite >> publish)
+                └─> rollback                          (when the ``rollback`` Param names partitions)
+
+- ``plan`` recovers crashed runs, chooses partitions and stages one batch file per Spark
+  application (none with ``dry_run``: the group then expands to zero);
+- ``compact_batch`` is a mapped task group: each batch's ``publish`` runs as soon as its own
+  ``rewrite`` (``SparkSubmitOperator``) ends, while other batches are still rewriting;
+- ``report`` and ``cleanup`` run whatever happened to the batches (``all_done``): the report
+  puts the run's figures into the Asset events' extra, the cleanup purges expired trash;
+- ``all_batches_published`` does nothing; as the only leaf that needs every batch to succeed,
+  it makes the run fail when one did (the ``all_done`` leaves alone would mark it a success).
+
+The spec is validated at parse time; the engine's settings need the lake root, which is
+resolved at run time, so tasks build them from the spec (in their closure).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import Asset, task, task_group
+
+from dagfoundry.assets import compaction_asset_name
+from dagfoundry.factories.dag_header import new_dag
+from dagfoundry.registry import register_kind
+from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, application_path
+from dagfoundry.specs.lake_compaction import LakeCompactionSpec
+
+if TYPE_CHECKING:
+    from dagfoundry.compaction import CompactionSettings
+    from dagfoundry.specs.loading import LoadedSpec
+
+ALL_DONE = "all_done"
+#: XCom key of the whole plan (the ``plan`` task returns only the batch files).
+PLAN_XCOM_KEY = "plan"
+
+
+@register_kind("lake_compaction", LakeCompactionSpec)
+def build_lake_compaction(loaded: LoadedSpec) -> Any:
+    """Build the compaction DAG of one spec."""
+    spec: LakeCompactionSpec = loaded.spec  # type: ignore[assignment]
+    assets = {table: Asset(compaction_asset_name(table)) for table in spec.tables}
+    with new_dag(loaded, outlets=[a.name for a in assets.values()]) as dag:
+        choose = _choose_run()
+        plan = _plan(spec)
+        batches = _compact_batch(spec).expand(batch_file=plan)
+        report = _report(spec, assets)
+        choose >> [plan, _rollback(spec)]
+        batches >> report >> _cleanup(spec)
+        batches >> EmptyOperator(task_id="all_batches_published")
+    return dag
+
+
+def run_settings(spec: LakeCompactionSpec) -> CompactionSettings:
+    """Return the job's engine settings for the lake root of this deployment (run time only)."""
+    from dagfoundry.settings import lake_root
+
+    return spec.compaction_settings(lake_root())
+
+
+def _choose_run() -> Any:
+    @task.branch(task_id="choose_run")
+    def choose_run(params: dict | None = None) -> list[str]:
+        return ["rollback"] if (params or {}).get("rollback") else ["plan"]
+
+    return choose_run()
+
+
+def _plan(spec: LakeCompactionSpec) -> Any:
+    @task(task_id="plan")
+    def plan(params: dict | None = None, run_id: str | None = None, ti: Any = None) -> list[str]:
+        """Return the batch files to rewrite (mapped over); the whole plan goes to XCom key ``plan``."""
+        from dagfoundry.compaction import new_version, plan_step
+
+        version = new_version(run_id or "manual")
+        planned = plan_step(run_settings(spec), version=version, dry_run=bool((params or {}).get("dry_run")))
+        # Only a task's return value can be mapped over, so it is the batch list.
+        ti.xcom_push(key=PLAN_XCOM_KEY, value=planned)
+        return planned["batch_files"]
+
+    return plan()
+
+
+def _compact_batch(spec: LakeCompactionSpec) -> Any:
+    spark = spec.spark
+
+    @task_group(group_id="compact_batch")
+    def compact_batch(batch_file: str) -> None:
+        """Rewrite one batch of partitions with Spark, then verify and publish them."""
+        rewrite = SparkSubmitOperator(
+            task_id="rewrite",
+            application=application_path("compaction_rewrite"),
+            application_args=[batch_file],
+            conn_id=spark.conn_id,
+            conf={**DEFAULT_SPARK_CONF, **spark.conf},
+            driver_memory=spark.driver_memory,
+            executor_memory=spark.executor_memory,
+            name=f"dagfoundry-compaction-{spec.name}",
+        )
+
+        @task(task_id="publish")
+        def publish(batch_file: str) -> dict:
+            from dagfoundry.compaction import publish_step
+
+            return publish_step(batch_file)
+
+        rewrite >> publish(batch_file)
+
+    return compact_batch
+
+
+def _report(spec: LakeCompactionSpec, assets: dict[str, Asset]) -> Any:
+    @task(task_id="report", trigger_rule=ALL_DONE, outlets=list(assets.values()))
+    def report(ti: Any = None, outlet_events: Any = None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from dagfoundry.compaction import report_step
+
+        plan = ti.xcom_pull(task_ids="plan", key=PLAN_XCOM_KEY)
+        if not plan:
+            raise AirflowSkipException("no plan to report on (a rollback run, or the plan failed)")
+        if plan["dry_run"]:
+            raise AirflowSkipException("dry run: the plan is in the log of task 'plan'; nothing changed")
+        result = report_step(run_settings(spec), version=plan["version"])
+        if outlet_events is not None:
+            for table, asset in assets.items():
+                outlet_events[asset].extra = summary_of_table(result, table, several=len(assets) > 1)
+        return result
+
+    return report()
+
+
+def summary_of_table(report: dict, table: str, *, several: bool) -> dict:
+    """Return the run figures of the partitions under ``table`` (a table path or a pattern).
+
+    :param report: what ``report_step`` returned
+    :param several: whether the job has other tables (otherwise the run summary is the table's)
+    """
+    if not several:
+        return report["summary"]
+    from dagfoundry.compaction.metrics import run_summary
+
+    mine = [
+        p
+        for p in report["partitions"]
+        if fnmatch.fnmatchcase(p["key"], table) or fnmatch.fnmatchcase(p["key"], f"{table}/*")
+    ]
+    return run_summary(mine)
+
+
+def _cleanup(spec: LakeCompactionSpec) -> Any:
+    @task(task_id="cleanup", trigger_rule=ALL_DONE)
+    def cleanup(params: dict | None = None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from dagfoundry.compaction import cleanup_step
+
+        params = params or {}
+        if params.get("rollback") or params.get("dry_run"):
+            raise AirflowSkipException("rollback or dry run: the cleanup waits for a normal run")
+        return cleanup_step(run_settings(spec))
+
+    return cleanup()
+
+
+def _rollback(spec: LakeCompactionSpec) -> Any:
+    @task(task_id="rollback")
+    def rollback(params: dict | None = None, run_id: str | None = None) -> list[dict]:
+        from dagfoundry.compaction import new_version, rollback_step
+
+        keys = [str(key) for key in (params or {}).get("rollback") or []]
+        return rollback_step(run_settings(spec), keys, version=new_version(run_id or "manual"))
+
+    return rollback()

@@ -1,0 +1,170 @@
+"""Spec of the ``lake_compaction`` kind: small lake files rewritten into right-sized ones, atomically."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.types import ByteSize, ConnId, Duration, Identifier
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from dagfoundry.compaction import CompactionSettings
+
+_TABLE_PATTERN = re.compile(r"^[A-Za-z0-9_./=\-*]+$")
+_SPARK_MEMORY = re.compile(r"^[1-9][0-9]*[kmgt]?$")
+
+#: Spec keys of the engine's settings, to locate the engine's complaints in the YAML.
+_SETTING_KEYS: dict[str, tuple[str, ...]] = {
+    "tables": ("tables",),
+    "target_file_bytes": ("target_file_size",),
+    "min_small_files": ("min_small_files",),
+    "small_file_ratio": ("small_file_ratio",),
+    "output_format": ("output_format",),
+    "compression": ("compression",),
+    "closed_after_seconds": ("closed_after",),
+    "retention_seconds": ("retention",),
+    "max_partitions_per_batch and max_bytes_per_batch": ("spark",),
+}
+
+
+def _table_pattern(value: str) -> str:
+    if not _TABLE_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not a table path: use letters, digits and _ . / = - * (for patterns)")
+    parts = value.split("/")
+    if value.startswith("/") or ".." in parts or "" in parts:
+        raise ValueError(f"{value!r} must be a relative path under the lake root, without '..' or empty parts")
+    if any(part.startswith(("_", ".")) for part in parts):
+        raise ValueError(f"{value!r} names a hidden or reserved directory (parts starting with '_' or '.')")
+    return value
+
+
+def _spark_memory(value: str) -> str:
+    if not _SPARK_MEMORY.match(value):
+        raise ValueError(f"{value!r} is not a Spark memory size: use a number with k, m, g or t, e.g. '512m', '2g'")
+    return value
+
+
+#: A table folder relative to the lake root (``events/orders``) or a glob (``mirror/shop/*``).
+TablePattern = Annotated[str, AfterValidator(_table_pattern)]
+#: A JVM memory size as Spark takes it (``512m``, ``2g``).
+SparkMemory = Annotated[str, AfterValidator(_spark_memory)]
+
+
+class CompactionSparkSpec(StrictModel):
+    """How the rewrite runs on Spark (one application per batch of partitions)."""
+
+    conn_id: ConnId = Field(default="spark_local", description="Airflow Spark connection (master, deploy mode).")
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Spark settings (spark.*) on top of the project defaults."
+    )
+    driver_memory: SparkMemory = Field(default="1g", description="Driver memory of each application, e.g. '2g'.")
+    executor_memory: SparkMemory | None = Field(
+        default=None, description="Executor memory on a cluster; null keeps the connection's default."
+    )
+    max_partitions_per_batch: int = Field(
+        default=32, ge=1, le=10_000, description="Partitions rewritten by one Spark application (one mapped task)."
+    )
+    max_bytes_per_batch: ByteSize | None = Field(
+        default=None, description="Input bytes per Spark application, e.g. '16GB'; null = the engine's 16GB."
+    )
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_keys(cls, conf: dict[str, str]) -> dict[str, str]:
+        for key in conf:
+            if not key.startswith("spark."):
+                raise ValueError(f"{key!r} is not a Spark setting: keys start with 'spark.'")
+        return conf
+
+
+class LakeCompactionSpec(DagSpec):
+    """Rewrite closed lake partitions full of small files into right-sized files, verified and swapped atomically."""
+
+    declared_params: ClassVar[dict[str, ParamDeclaration]] = {
+        "dry_run": ParamDeclaration(False, "boolean", "Only log the plan (chosen partitions and why); change nothing."),
+        "rollback": ParamDeclaration(
+            [],
+            "array",
+            "Partition keys to restore to their files before the last compaction, e.g. "
+            "events/orders/event_date=2024-01-01; when set, nothing else runs.",
+        ),
+    }
+
+    kind: Literal["lake_compaction"]
+    tables: tuple[TablePattern, ...] = Field(
+        min_length=1,
+        description="Table folders relative to the lake root (events/orders) or glob patterns (mirror/shop/*).",
+    )
+    target_file_size: ByteSize = Field(
+        default=128 * 1024 * 1024, description="Desired size of a compacted file ('64MB', '1GB'); at least 1MB."
+    )
+    min_small_files: int = Field(
+        default=5, ge=2, description="Compact a partition only with at least this many small files."
+    )
+    small_file_ratio: float = Field(
+        default=0.75, gt=0, le=1, description="A file is small below this fraction of target_file_size."
+    )
+    closed_after: Duration = Field(
+        default=timedelta(hours=1),
+        description="Touch a partition only when its newest file is older than this ('2h'): writers are left alone.",
+    )
+    sort_columns: tuple[Identifier, ...] = Field(
+        default=(), description="Sort each partition's rows by these columns; empty keeps the order (no shuffle)."
+    )
+    output_format: Literal["parquet", "orc"] = Field(default="parquet", description="Format of the compacted files.")
+    compression: Literal["snappy", "zstd", "gzip", "lz4", "zlib", "none", "uncompressed"] = Field(
+        default="snappy", description="Codec of the compacted files (gzip and uncompressed: parquet; zlib: orc)."
+    )
+    retention: Duration = Field(
+        default=timedelta(days=7), description="Keep replaced files this long, for rollback and slow readers."
+    )
+    spark: CompactionSparkSpec = Field(default_factory=CompactionSparkSpec, description="Spark settings.")
+
+    @model_validator(mode="after")
+    def _settings_are_valid(self) -> LakeCompactionSpec:
+        from dagfoundry.compaction import CompactionConfigError
+
+        if self.max_active_runs != 1:
+            raise RuleViolation(("max_active_runs",), "must be 1: two compactions of one table would waste work")
+        for index, table in enumerate(self.tables):
+            if table in self.tables[:index]:
+                raise RuleViolation(("tables", index), f"table {table!r} is listed twice")
+        try:
+            self.compaction_settings("/lake")
+        except CompactionConfigError as exc:
+            raise RuleViolation(*_located_setting_error(str(exc))) from None
+        return self
+
+    def compaction_settings(self, lake_root: str | Path) -> CompactionSettings:
+        """Return the engine's settings of this job, for the lake under ``lake_root``."""
+        from dagfoundry.compaction import CompactionSettings
+
+        optional = {"max_bytes_per_batch": self.spark.max_bytes_per_batch} if self.spark.max_bytes_per_batch else {}
+        return CompactionSettings(
+            lake_root=lake_root,  # type: ignore[arg-type]  # __post_init__ makes it a Path
+            tables=self.tables,
+            target_file_bytes=self.target_file_size,
+            min_small_files=self.min_small_files,
+            small_file_ratio=self.small_file_ratio,
+            closed_after_seconds=self.closed_after.total_seconds(),
+            sort_columns=self.sort_columns,
+            output_format=self.output_format,
+            compression=self.compression,
+            retention_seconds=self.retention.total_seconds(),
+            max_partitions_per_batch=self.spark.max_partitions_per_batch,
+            **optional,
+        )
+
+
+def _located_setting_error(message: str) -> tuple[tuple[str, ...], str]:
+    """Split the engine's ``compaction settings: <setting>: <problem>`` into the spec key and the problem."""
+    setting, _, problem = message.removeprefix("compaction settings: ").partition(": ")
+    if setting in _SETTING_KEYS and problem:
+        return _SETTING_KEYS[setting], problem
+    return (), message
