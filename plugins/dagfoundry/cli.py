@@ -104,7 +104,10 @@ def describe_dag(dag: Any) -> str:
 
 
 def loaded_kind(dag: Any) -> str:
-    kinds = [t for t in dag.tags if t != "dagfoundry"]
+    """Return the kind of a generated DAG (always one of its tags)."""
+    from dagfoundry.registry import known_kinds
+
+    kinds = sorted(set(dag.tags) & set(known_kinds()))
     return kinds[0] if kinds else "?"
 
 

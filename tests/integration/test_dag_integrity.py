@@ -82,7 +82,7 @@ def test_broken_specs_are_import_errors_and_valid_ones_still_become_dags(mixed_c
     broken = sorted(p.name for p in (FIXTURES / "bad_specs").glob("*.yaml") if p.name != "duplicate_name_a.yaml")
     for name in broken:
         assert f"bad/{name}:" in report, name
-    assert "bad/misspelt_key.yaml:5:1: retires: unknown key 'retires'; did you mean 'retries'?" in report
+    assert "bad/misspelt_key.yaml:8:1: retires: unknown key 'retires'; did you mean 'retries'?" in report
     assert result["heavy"] == []
 
 
