@@ -123,7 +123,7 @@ def _action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict[str, An
 
         return reset_capture(config, str(lake_root()))
 
-    steps = {"resnapshot": request_resnapshot(), "reset_offsets": reset_offsets()}
+    steps: dict[str, Any] = {"resnapshot": request_resnapshot(), "reset_offsets": reset_offsets()}
     if spec.mode == "connect":
         from dagfoundry.operators.debezium_connect import DebeziumConnectorRestartOperator
 
@@ -153,7 +153,7 @@ def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, A
             )
             return run_capture(config, str(lake_root()), bounds)
 
-        captured = capture()
+        captured: Any = capture()
         return captured.operator, captured
 
     from dagfoundry.cdc.connector_config import SourceConnection, debezium_properties

@@ -115,10 +115,10 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
                 }
             return {"published": published, "online": online}
 
-        chunks = plan_feature_dates()
+        chunks: Any = plan_feature_dates()
         if waits:
             ready = wait_for_sources(chunks)
-            computed = compute_features.expand(chunk=chunks)
+            computed: Any = compute_features.expand(chunk=chunks)
             ready >> computed
         else:
             computed = compute_features.expand(chunk=chunks)

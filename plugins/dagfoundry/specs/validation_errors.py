@@ -26,7 +26,7 @@ def spec_errors_from_validation(
     """
     errors = []
     seen: set[tuple[str, str]] = set()
-    items = exc.errors(include_url=False)
+    items: list[dict[str, Any]] = [dict(e) for e in exc.errors(include_url=False)]
     for item in items:
         if item["type"] == "too_short" and _has_deeper_error(item, items):
             continue  # pydantic counts only the valid items: the item's own error says it all
