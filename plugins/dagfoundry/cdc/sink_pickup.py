@@ -19,7 +19,6 @@ import re
 import time
 from pathlib import Path
 
-from dagfoundry.cdc import landing
 from dagfoundry.cdc.connector_config import CaptureConfig, SourceConnection
 from dagfoundry.cdc.embedded_capture import CaptureResult, state_dir
 
