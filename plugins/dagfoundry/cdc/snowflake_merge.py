@@ -307,7 +307,11 @@ def merge_landed_batches(
         plan = plan_merge(target_table=target_table, schema=first.schema, key_columns=key_columns,
                           delete_mode=delete_mode, watermark_table=watermark_table)
         cursor.execute(create_watermark_sql(plan))
-        watermark = int(cursor.execute(read_watermark_sql(plan)).fetchone()[0])
+        cursor.execute(read_watermark_sql(plan))
+        row = cursor.fetchone()
+        if row is None:
+            raise SnowflakeMergeError(f"{target_table}: the watermark query returned no row")
+        watermark = int(row[0])
         todo = [b for b in pending if b > watermark]
         result["watermark"] = watermark
         if not todo:
