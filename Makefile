@@ -29,6 +29,7 @@ services:
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check plugins dags include tests bench
+	$(PY) -m mypy
 	$(PY) -m dagfoundry lint dag_configs
 
 test: $(INSTALLED) services lint

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dagfoundry.cdc import landing
 from dagfoundry.cdc.connector_config import CaptureConfig, SourceConnection, debezium_properties
@@ -227,7 +228,7 @@ class _EngineSession:
         self._progress = progress
         self._lock = threading.Lock()
         self._closing = False
-        self._accepted: list[tuple[object, object]] = []
+        self._accepted: list[tuple[Any, Any]] = []  # (Java RecordCommitter, last record)
         self._last_event_at: float | None = None
         self.first_event_at: float | None = None
         self._reader = debezium_bridge.RecordBatchReader()
