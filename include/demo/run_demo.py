@@ -57,6 +57,8 @@ def configure_environment() -> None:
             "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[*]"}),
             "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
             "GX_ANALYTICS_ENABLED": "false",
+            # Task logs stay in .demo/airflow/logs; the console shows what the demo says and any warning.
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
         }
     )
     venv_bin = str(Path(sys.executable).parent)
