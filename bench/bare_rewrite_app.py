@@ -24,7 +24,14 @@ def rewrite(spark: SparkSession, job: dict) -> None:
 
 
 def main(jobs_file: str) -> None:
-    spark = SparkSession.builder.appName("bench-bare-rewrite").getOrCreate()
+    # The same output as compaction's: no _SUCCESS marker, no .crc file beside each file.
+    spark = (
+        SparkSession.builder.appName("bench-bare-rewrite")
+        .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        .getOrCreate()
+    )
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    spark.sparkContext._jvm.org.apache.hadoop.fs.FileSystem.getLocal(conf).setWriteChecksum(False)
     with open(jobs_file) as handle:
         jobs = json.load(handle)
     workers = max(1, min(4, spark.sparkContext.defaultParallelism))

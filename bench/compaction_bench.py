@@ -1,11 +1,17 @@
 """Benchmark: compaction (plan, Spark rewrite with checksums, verify, atomic publish) against a
 bare Spark read-and-write of the same data (no verification, no publishing: the ceiling).
 
-    python bench/compaction_bench.py [--gb 1.0] [--files 10000] [--partitions 5] [--target-mb 128]
+    python bench/compaction_bench.py [--gb 1.0] [--files 10000] [--partitions 5] [--target-mb 128] [--rounds 2]
 
 Data: ``--files`` small Parquet files (about ``--gb`` in total) over ``--partitions``
 partitions, generated with pyarrow once and reused (``--data-dir``). Prints MB/s of both,
 their ratio (target >= 0.8), and the files after compaction against the ideal count.
+
+Both sides are one ``spark-submit`` of the same Spark connection (``local[2]``), with the same
+Spark settings and the same number of partitions rewritten at once. Rounds alternate which side
+runs first, so a load change on a shared machine hits both; the ratio is total against total.
+CPU seconds (this process and its children: spark-submit, the JVM, the Python driver) are
+printed beside the wall time because they depend far less on what else the machine runs.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -63,6 +70,13 @@ def warm_cache(directory: Path) -> None:
         path.read_bytes()
 
 
+def cpu_seconds() -> float:
+    """Return the CPU time of this process and of its finished children, in seconds."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run_bare(source: Path, work: Path, target_bytes: int) -> float:
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
@@ -83,21 +97,51 @@ def run_bare(source: Path, work: Path, target_bytes: int) -> float:
     return time.monotonic() - started
 
 
-def run_compaction(source: Path, work: Path, target_bytes: int) -> tuple[float, dict]:
+def run_compaction(source: Path, work: Path, target_bytes: int) -> tuple[float, dict, dict]:
     from dagfoundry.compaction import CompactionSettings, plan_step, publish_step, report_step
     from dagfoundry.spark_submit import submit_spark_app
 
     lake = work / "lake"
+    shutil.rmtree(lake, ignore_errors=True)
     subprocess.run(["cp", "-al", str(source), str(lake)], check=True)  # hard links: no copy cost
     settings = CompactionSettings(lake_root=lake, tables=(TABLE,), target_file_bytes=target_bytes,
                                   closed_after_seconds=0, max_partitions_per_batch=64)
     started = time.monotonic()
     plan = plan_step(settings, version="bench")
+    planned = time.monotonic()
     submit_spark_app("compaction_rewrite", [f for args in plan["spark_args"] for f in args])
+    rewritten = time.monotonic()
     for batch_file in plan["batch_files"]:
         publish_step(batch_file)
-    elapsed = time.monotonic() - started
-    return elapsed, report_step(settings, version="bench")["summary"]
+    published = time.monotonic()
+    phases = {"plan": planned - started, "spark": rewritten - planned, "publish": published - rewritten}
+    return published - started, phases, report_step(settings, version="bench")["summary"]
+
+
+def measure(run, *args):
+    """Run ``run(*args)``; return its wall seconds, CPU seconds and whatever else it returned."""
+    cpu = cpu_seconds()
+    outcome = run(*args)
+    outcome = outcome if isinstance(outcome, tuple) else (outcome,)
+    return (outcome[0], cpu_seconds() - cpu, *outcome[1:])
+
+
+def run_rounds(source: Path, work: Path, target: int, rounds: int) -> tuple[list, list, dict]:
+    """Alternate bare and compaction runs; return their (wall, cpu) figures and the last summary."""
+    bare, ours, summary = [], [], {}
+    for index in range(rounds):
+        for side in ("bare", "ours") if index % 2 == 0 else ("ours", "bare"):
+            warm_cache(source)
+            shutil.rmtree(work / "bare", ignore_errors=True)
+            if side == "bare":
+                bare.append(measure(run_bare, source, work, target))
+                print(f"round {index + 1} bare: {bare[-1][0]:.1f} s wall, {bare[-1][1]:.1f} s CPU", flush=True)
+            else:
+                wall, cpu, phases, summary = measure(run_compaction, source, work, target)
+                ours.append((wall, cpu))
+                steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+                print(f"round {index + 1} compaction: {wall:.1f} s wall ({steps}), {cpu:.1f} s CPU", flush=True)
+    return bare, ours, summary
 
 
 def main() -> None:
@@ -106,6 +150,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=5)
     parser.add_argument("--target-mb", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each side, alternating which goes first")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "dagfoundry-compaction-bench")
     args = parser.parse_args()
     source = args.data_dir / f"source-{args.gb}gb-{args.files}f-{args.partitions}p"
@@ -118,18 +163,20 @@ def main() -> None:
     target = args.target_mb * 1024 * 1024
     work = Path(tempfile.mkdtemp(prefix="run-", dir=args.data_dir))
     try:
-        warm_cache(source)
-        bare_seconds = run_bare(source, work, target)
-        warm_cache(source)
-        ours_seconds, summary = run_compaction(source, work, target)
+        bare_runs, our_runs, summary = run_rounds(source, work, target, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     mb = size / 1024**2
-    ours, bare = mb / ours_seconds, mb / bare_seconds
-    print(f"input: {files} files, {mb:.0f} MB in {args.partitions} partitions, target {args.target_mb} MB")
-    print(f"bare Spark read+write : {bare_seconds:6.1f} s  {bare:6.1f} MB/s  (ceiling)")
-    print(f"compaction (verified, published): {ours_seconds:6.1f} s  {ours:6.1f} MB/s")
-    print(f"ratio: {ours / bare:.2f} (target >= 0.80)")
+    bare_wall, bare_cpu = (sum(run[i] for run in bare_runs) for i in (0, 1))
+    ours_wall, ours_cpu = (sum(run[i] for run in our_runs) for i in (0, 1))
+    ours, bare = mb * len(our_runs) / ours_wall, mb * len(bare_runs) / bare_wall
+    print(f"input: {files} files, {mb:.0f} MB in {args.partitions} partitions, target {args.target_mb} MB, "
+          f"{args.rounds} round(s) each")
+    print(f"bare Spark read+write           : {bare_wall / len(bare_runs):6.1f} s  {bare:6.1f} MB/s  "
+          f"{bare_cpu / len(bare_runs):6.1f} s CPU  (ceiling)")
+    print(f"compaction (verified, published): {ours_wall / len(our_runs):6.1f} s  {ours:6.1f} MB/s  "
+          f"{ours_cpu / len(our_runs):6.1f} s CPU")
+    print(f"ratio: {ours / bare:.2f} (target >= 0.80); CPU ratio {bare_cpu / ours_cpu:.2f}")
     print(f"files after: {summary['files_after']} (ideal {summary['files_ideal']}), "
           f"avg file {summary['avg_file_bytes_after'] / 1024**2:.1f} MB, bytes after {summary['bytes_after'] / 1024**2:.0f} MB")
 
