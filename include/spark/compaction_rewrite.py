@@ -12,7 +12,8 @@ partition the application
    range-partitioned and sorted when sort columns are given), observing the row count and
    an order-independent checksum of the input rows during the same pass,
 3. reads the staged files back and computes the same figures over what is on disk,
-4. records both figures, the schemas and the staged file list in the batch's result file.
+4. records both figures, the schemas, the staged file list and the time of each step
+   (``timings``: ``read_schema``, ``write``, ``read_back``) in the batch's result file.
 
 It publishes nothing: the calling task verifies the figures and swaps directories (this
 driver cannot import ``dagfoundry``). A partition that fails is recorded with its error and
@@ -87,8 +88,10 @@ def rewrite_partition(spark: SparkSession, batch: dict, partition: dict) -> dict
     fmt = batch["output_format"]
     staging = partition["staging_dir"]
     target = int(partition["target_files"])
+    started = time.monotonic()
     source = read_files(spark, partition["input_files"])
     columns = source.columns
+    read = time.monotonic()
     observed_input = Observation(f"input-{partition['key']}")
     observed = source.observe(observed_input, *checksum_columns(source, columns))
     arranged = arrange(observed, target, batch["sort_columns"])
@@ -99,10 +102,12 @@ def rewrite_partition(spark: SparkSession, batch: dict, partition: dict) -> dict
         .save(staging)
     )
     remove_hidden_leftovers(staging)
+    written = time.monotonic()
     staged = spark.read.format(fmt).load(staging)
     after = staged.agg(*checksum_columns(staged, columns)).first()
     before = observed_input.get
     return {
+        "timings": {"read_schema": read - started, "write": written - read, "read_back": time.monotonic() - written},
         "rows_before": int(before["rows"]),
         "checksum_before": checksum_value(before),
         "rows_after": int(after["rows"]),

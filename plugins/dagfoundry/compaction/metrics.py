@@ -36,6 +36,8 @@ def partition_metrics(journal: Journal, *, late_files: int, publish_seconds: flo
         "bytes_after": bytes_written,
         "avg_file_bytes_after": bytes_written // max(1, len(written)),
         "rewrite_seconds": round(float(journal.result.get("seconds", 0.0)), 3),
+        # How much of the rewrite the read-back of the staged files took (verification cost).
+        "read_back_seconds": round(float(journal.result.get("timings", {}).get("read_back", 0.0)), 3),
         "publish_seconds": round(publish_seconds, 3),
     }
 
