@@ -392,6 +392,25 @@ class DebeziumConnectHook(BaseHook):
         return message
 
 
+class DebeziumConnectHookMixin:
+    """Give an operator or sensor a :class:`DebeziumConnectHook`, built lazily from its arguments.
+
+    The task assigns ``kafka_connect_conn_id``, ``max_retries`` and ``backoff_seconds`` in its
+    constructor; the hook is built from them on first use.
+    """
+
+    kafka_connect_conn_id: str
+    max_retries: int
+    backoff_seconds: float
+
+    @cached_property
+    def hook(self) -> DebeziumConnectHook:
+        """Return the hook, built on first use."""
+        return DebeziumConnectHook(
+            self.kafka_connect_conn_id, max_retries=self.max_retries, backoff_seconds=self.backoff_seconds
+        )
+
+
 def _segment(value: str) -> str:
     """Quote one path segment so a name cannot reach another endpoint."""
     return quote(value, safe="")

@@ -5,12 +5,16 @@ They are thin: the REST calls and the retry policy live in :class:`DebeziumConne
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator
 
-from dagfoundry.hooks.debezium_connect import DebeziumConnectHook, KafkaConnectError, assess_status
+from dagfoundry.hooks.debezium_connect import (
+    DebeziumConnectHook,
+    DebeziumConnectHookMixin,
+    KafkaConnectError,
+    assess_status,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -26,7 +30,7 @@ _SOURCE_OPTIONS = {
 _SECRET_KEY_MARKERS = ("password", "secret", "token", "key.password")
 
 
-class _ConnectorOperator(BaseOperator):
+class _ConnectorOperator(DebeziumConnectHookMixin, BaseOperator):
     """Shared constructor and hook of the operators acting on one connector."""
 
     template_fields: tuple[str, ...] = ("connector_name",)
@@ -46,13 +50,6 @@ class _ConnectorOperator(BaseOperator):
         self.kafka_connect_conn_id = kafka_connect_conn_id
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
-
-    @cached_property
-    def hook(self) -> DebeziumConnectHook:
-        """Return the hook, built on first use."""
-        return DebeziumConnectHook(
-            self.kafka_connect_conn_id, max_retries=self.max_retries, backoff_seconds=self.backoff_seconds
-        )
 
 
 class DebeziumConnectorDeployOperator(_ConnectorOperator):

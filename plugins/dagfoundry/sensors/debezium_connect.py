@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
@@ -11,6 +10,7 @@ from airflow.sdk import BaseSensorOperator, conf
 from dagfoundry.hooks.debezium_connect import (
     ConnectorFailedError,
     DebeziumConnectHook,
+    DebeziumConnectHookMixin,
     KafkaConnectError,
     assess_status,
 )
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _TRACE_IN_MESSAGE = 4000
 
 
-class ConnectorRunningSensor(BaseSensorOperator):
+class ConnectorRunningSensor(DebeziumConnectHookMixin, BaseSensorOperator):
     """Succeed when the connector and every task are RUNNING; fail fast on FAILED with the trace.
 
     With ``deferrable=True`` it checks once, then waits in the triggerer
@@ -61,13 +61,6 @@ class ConnectorRunningSensor(BaseSensorOperator):
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.restarts_done = 0
-
-    @cached_property
-    def hook(self) -> DebeziumConnectHook:
-        """Return the hook, built on first use."""
-        return DebeziumConnectHook(
-            self.kafka_connect_conn_id, max_retries=self.max_retries, backoff_seconds=self.backoff_seconds
-        )
 
     def poke(self, context: Context) -> bool:
         """Check the status once; restart or raise on FAILED."""
