@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from dagfoundry.dag_files import build_dag
 from dagfoundry.errors import SpecErrors
-from dagfoundry.specs.loading import SpecLoader
 
 BASE = """\
 kind: cdc_ingestion
@@ -20,18 +17,8 @@ tables:
 """
 
 
-def load(tmp_path: Path, text: str):
-    path = tmp_path / "spec.yaml"
-    path.write_text(text)
-    return SpecLoader(tmp_path, environ={}).load_file(path)
-
-
-def upstream(dag, task_id: str) -> set[str]:
-    return set(dag.get_task(task_id).upstream_task_ids)
-
-
-def test_embedded_mode_captures_checks_mirrors_and_publishes_assets(tmp_path):
-    dag = build_dag(load(tmp_path, BASE))
+def test_embedded_mode_captures_checks_mirrors_and_publishes_assets(load, upstream):
+    dag = build_dag(load(BASE))
     assert upstream(dag, "capture") == {"choose_action", "request_resnapshot", "reset_offsets"}
     assert upstream(dag, "check_quality") == {"capture"}
     assert upstream(dag, "spark_mirror") == {"plan_mirror"}
@@ -41,9 +28,9 @@ def test_embedded_mode_captures_checks_mirrors_and_publishes_assets(tmp_path):
     assert dag.params["action"] == "capture" and dag.max_active_runs == 1
 
 
-def test_connect_mode_deploys_waits_and_picks_up_sink_files(tmp_path):
+def test_connect_mode_deploys_waits_and_picks_up_sink_files(load, upstream):
     text = BASE + "mode: connect\nconnect:\n  conn_id: connect_cluster\n  sink_dir: /data/sink/shop\n"
-    dag = build_dag(load(tmp_path, text))
+    dag = build_dag(load(text))
     assert "capture" not in dag.task_ids
     assert upstream(dag, "connector_running") == {"deploy_connector"}
     assert upstream(dag, "pickup_sink_files") == {"connector_running"}
@@ -53,9 +40,9 @@ def test_connect_mode_deploys_waits_and_picks_up_sink_files(tmp_path):
     assert not any(key.startswith("database.password") for key in config), "secrets are filled in at run time"
 
 
-def test_snowflake_target_adds_one_merge_per_table(tmp_path):
+def test_snowflake_target_adds_one_merge_per_table(load, upstream):
     text = BASE + "snowflake:\n  conn_id: sf\n  target_schema: RAW.SHOP\n  delete_mode: soft\n"
-    dag = build_dag(load(tmp_path, text))
+    dag = build_dag(load(text))
     merge = dag.get_task("merge_public_orders_into_snowflake")
     assert merge.target_table == "RAW.SHOP.ORDERS" and merge.delete_mode == "soft"
     assert upstream(dag, "merge_public_orders_into_snowflake") == {"check_quality"}
@@ -69,15 +56,15 @@ def test_snowflake_target_adds_one_merge_per_table(tmp_path):
         ("connect: {sink_dir: /x}\n", "connect", "only used with mode: connect"),
     ],
 )
-def test_mode_rules_point_at_the_key(tmp_path, extra, key, message):
+def test_mode_rules_point_at_the_key(load, extra, key, message):
     with pytest.raises(SpecErrors) as caught:
-        load(tmp_path, BASE + extra)
+        load(BASE + extra)
     (error,) = caught.value.errors
     assert error.key == key and message in error.message and error.line == BASE.count("\n") + 1
 
 
-def test_table_without_schema_is_located(tmp_path):
+def test_table_without_schema_is_located(load):
     with pytest.raises(SpecErrors) as caught:
-        load(tmp_path, BASE.replace("public.orders", "orders"))
+        load(BASE.replace("public.orders", "orders"))
     (error,) = caught.value.errors
     assert (error.line, error.key) == (5, "tables[0].name") and "schema.table" in error.message

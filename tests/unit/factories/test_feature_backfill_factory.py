@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
 from dagfoundry.dag_files import build_dag
 from dagfoundry.errors import SpecErrors
 from dagfoundry.factories.feature_backfill import feature_dates_of_run
-from dagfoundry.specs.loading import SpecLoader
 
 BASE = """\
 kind: feature_backfill
@@ -26,21 +24,16 @@ features:
 """
 
 
-def load(tmp_path: Path, text: str):
-    (tmp_path / "spec.yaml").write_text(text)
-    return SpecLoader(tmp_path, environ={}).load_file(tmp_path / "spec.yaml")
-
-
-def test_dag_plans_computes_in_mapped_chunks_and_materializes(tmp_path):
-    dag = build_dag(load(tmp_path, BASE))
+def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
+    dag = build_dag(load(BASE))
     assert dag.task_ids == ["plan_feature_dates", "compute_features", "materialize_online"]
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert [a.name for a in dag.get_task("materialize_online").outlets] == ["features.user_features"]
     assert set(dag.params) == {"start", "end", "chunk_days"}
 
 
-def test_a_waiting_source_adds_a_sensor(tmp_path):
-    dag = build_dag(load(tmp_path, BASE.replace("on_missing: skip", "on_missing: wait")))
+def test_a_waiting_source_adds_a_sensor(load):
+    dag = build_dag(load(BASE.replace("on_missing: skip", "on_missing: wait")))
     assert dag.get_task("compute_features").upstream_task_ids == {"plan_feature_dates", "wait_for_sources"}
 
 
@@ -66,13 +59,13 @@ def test_runs_compute_the_right_feature_dates():
         ("table: events/clicks", "sources[0].table", "should match pattern"),
     ],
 )
-def test_spec_errors_point_at_the_key(tmp_path, replace, key, message):
+def test_spec_errors_point_at_the_key(load, replace, key, message):
     broken = {
         "schedule": BASE.replace(replace, ""),
         "features[0].source": BASE.replace(replace, "function: count, window_days: 7, source: nowhere"),
         "sources[0].table": BASE.replace(replace, "table: 'events/clicks; rm -rf'"),
     }[key]
     with pytest.raises(SpecErrors) as caught:
-        load(tmp_path, broken)
+        load(broken)
     (error,) = caught.value.errors
     assert error.key == key and message in error.message, error.render()

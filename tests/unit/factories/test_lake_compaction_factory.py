@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from dagfoundry.dag_files import build_dag
 from dagfoundry.errors import SpecErrors
 from dagfoundry.factories.lake_compaction import summary_of_table
-from dagfoundry.specs.loading import SpecLoader
 
 BASE = """\
 kind: lake_compaction
@@ -20,18 +17,8 @@ tables:
 """
 
 
-def load(tmp_path: Path, text: str):
-    path = tmp_path / "spec.yaml"
-    path.write_text(text)
-    return SpecLoader(tmp_path, environ={}).load_file(path)
-
-
-def upstream(dag, task_id: str) -> set[str]:
-    return set(dag.get_task(task_id).upstream_task_ids)
-
-
-def test_dag_plans_rewrites_and_publishes_each_batch_then_reports_and_cleans_up(tmp_path):
-    dag = build_dag(load(tmp_path, BASE))
+def test_dag_plans_rewrites_and_publishes_each_batch_then_reports_and_cleans_up(load, upstream):
+    dag = build_dag(load(BASE))
     assert sorted(dag.task_ids) == sorted(
         [
             "choose_run",
@@ -57,12 +44,12 @@ def test_dag_plans_rewrites_and_publishes_each_batch_then_reports_and_cleans_up(
     assert dag.max_active_runs == 1 and type(dag.timetable).__name__ == "CronTriggerTimetable"
 
 
-def test_rewrite_is_a_spark_submit_of_the_compaction_app_with_the_spec_settings(tmp_path):
+def test_rewrite_is_a_spark_submit_of_the_compaction_app_with_the_spec_settings(load):
     text = BASE + (
         "spark:\n  conn_id: spark_cluster\n  driver_memory: 2g\n  executor_memory: 4g\n"
         "  conf: {spark.sql.shuffle.partitions: '64'}\n"
     )
-    dag = build_dag(load(tmp_path, text))
+    dag = build_dag(load(text))
     rewrite = dag.get_task("compact_batch.rewrite")
     assert type(rewrite).__name__ == "SparkSubmitOperator"
     assert rewrite.application.endswith("include/spark/compaction_rewrite.py")
@@ -71,12 +58,12 @@ def test_rewrite_is_a_spark_submit_of_the_compaction_app_with_the_spec_settings(
     assert rewrite.conf["spark.sql.shuffle.partitions"] == "64" and rewrite.conf["spark.ui.enabled"] == "false"
 
 
-def test_spec_becomes_the_engine_settings(tmp_path):
+def test_spec_becomes_the_engine_settings(tmp_path, load):
     text = BASE + (
         "target_file_size: 64MB\nclosed_after: 2h\nretention: 1d\nsort_columns: [customer_id]\n"
         "output_format: orc\ncompression: zlib\nspark: {max_partitions_per_batch: 4, max_bytes_per_batch: 1GB}\n"
     )
-    settings = load(tmp_path, text).spec.compaction_settings(tmp_path)
+    settings = load(text).spec.compaction_settings(tmp_path)
     assert settings.lake_root == tmp_path and settings.tables == ("events/orders",)
     assert settings.target_file_bytes == 64 * 1024 * 1024 and settings.closed_after_seconds == 7200
     assert settings.retention_seconds == 86400 and settings.sort_columns == ("customer_id",)
@@ -84,8 +71,8 @@ def test_spec_becomes_the_engine_settings(tmp_path):
     assert (settings.max_partitions_per_batch, settings.max_bytes_per_batch) == (4, 1024**3)
 
 
-def test_one_asset_per_table_each_with_its_own_figures(tmp_path):
-    dag = build_dag(load(tmp_path, BASE + "  - mirror/shop/*\n"))
+def test_one_asset_per_table_each_with_its_own_figures(load):
+    dag = build_dag(load(BASE + "  - mirror/shop/*\n"))
     assert [a.name for a in dag.get_task("report").outlets] == [
         "lake.compaction.events.orders",
         "lake.compaction.mirror.shop.*",
@@ -132,8 +119,8 @@ LAST_LINE = BASE.count("\n") + 1
         ("params: {rollback: events/orders/event_date=2024-01-01}\n", LAST_LINE, "params", "expected array"),
     ],
 )
-def test_spec_errors_point_at_the_key(tmp_path, extra, line, key, message):
+def test_spec_errors_point_at_the_key(load, extra, line, key, message):
     with pytest.raises(SpecErrors) as caught:
-        load(tmp_path, BASE + extra)
+        load(BASE + extra)
     (error,) = caught.value.errors
     assert (error.line, error.key) == (line, key) and message in error.message, error
