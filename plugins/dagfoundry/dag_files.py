@@ -47,7 +47,12 @@ def register_valid_dags(namespace: dict[str, Any], config_dir: Path | None = Non
     root = config_dir or default_config_dir()
     started = time.perf_counter()
     wanted = get_parsing_context().dag_id
-    specs = _specs_for_worker(root, wanted) if wanted else load_config_dir(root).specs
+    fingerprint: tuple[Any, ...] | None = None  # of the whole folder; a worker's one-DAG parse has none
+    if wanted:
+        specs = _specs_for_worker(root, wanted)
+    else:
+        fingerprint, result = _load_with_fingerprint(root)
+        specs = result.specs
     built = []
     failures: list[SpecError] = []
     for loaded in specs:
@@ -61,8 +66,8 @@ def register_valid_dags(namespace: dict[str, Any], config_dir: Path | None = Non
             continue
         namespace[f"dagfoundry__{loaded.spec.name}"] = dag
         built.append(loaded.spec.name)
-    if not wanted:
-        _record_build_failures(root, failures)
+    if fingerprint is not None:
+        _record_build_failures(root, failures, fingerprint)
     log.debug("dagfoundry built %d DAG(s) from %s in %.3fs", len(built), root, time.perf_counter() - started)
     return built
 
@@ -90,14 +95,19 @@ def build_dag(loaded: LoadedSpec) -> Any:
 
 def load_config_dir(root: Path) -> LoadResult:
     """Load every spec under ``root``, reusing this process's last result if no file changed."""
+    return _load_with_fingerprint(root)[1]
+
+
+def _load_with_fingerprint(root: Path) -> tuple[tuple[Any, ...], LoadResult]:
+    """Load every spec under ``root`` as :func:`load_config_dir` does; also return the files' fingerprint."""
     files = find_spec_files(root)
     fingerprint = _fingerprint(root, files)
     cached = _cache.get(root)
     if cached and cached[0] == fingerprint:
-        return cached[1]
+        return fingerprint, cached[1]
     result = SpecLoader(root).load_all(files)
     _cache[root] = (fingerprint, result)
-    return result
+    return fingerprint, result
 
 
 def _specs_for_worker(root: Path, dag_id: str) -> list[LoadedSpec]:
@@ -119,16 +129,18 @@ def _build_failures_file(root: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"dagfoundry-build-failures-{digest}.json"
 
 
-def _record_build_failures(root: Path, failures: list[SpecError]) -> None:
-    """Leave the failures for :func:`raise_spec_errors`, which runs in another parse process."""
+def _record_build_failures(root: Path, failures: list[SpecError], fingerprint: tuple[Any, ...]) -> None:
+    """Leave the failures for :func:`raise_spec_errors`, which runs in another parse process.
+
+    :param fingerprint: fingerprint of the spec files the failing DAGs were built from
+    """
     target = _build_failures_file(root)
     if not failures:
         target.unlink(missing_ok=True)
         return
     rows = [[f.path, f.line, f.column, f.key, f.message] for f in failures]
-    fingerprint = repr(_fingerprint(root, find_spec_files(root)))
     temporary = target.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"fingerprint": fingerprint, "failures": rows}))
+    temporary.write_text(json.dumps({"fingerprint": repr(fingerprint), "failures": rows}))
     os.replace(temporary, target)
 
 
