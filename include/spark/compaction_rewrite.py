@@ -1,4 +1,4 @@
-"""Spark application: rewrite lake partitions into right-sized files and checksum both sides.
+"""Spark application: rewrite lake partitions into right-sized files.
 
 Usage: ``spark-submit compaction_rewrite.py <batch.json> [<batch.json> ...]``
 
@@ -7,22 +7,18 @@ with their planned input files, a staging directory and a target file count. For
 partition the application
 
 1. reads exactly the planned files (never the directory, so files that arrive later are
-   not part of this rewrite and are carried over at publish time),
+   not part of this rewrite and are carried over at publish time), merging their schemas
+   when their footers differ,
 2. writes them to the staging directory as ``target_files`` files (coalesced, or
-   range-partitioned and sorted when sort columns are given), observing the row count and
-   an order-independent checksum of the input rows during the same pass,
-3. reads the staged files back and computes the same figures over what is on disk,
-4. records both figures, the schemas, the staged file list and the time of each step
-   (``timings``: ``read_schema``, ``write``, ``read_back``) in the batch's result file.
+   range-partitioned and sorted when sort columns are given),
+3. records the staged files (names and sizes), the Spark schema and the time of each step
+   (``timings``: ``read_schema``, ``write``) in the batch's result file.
 
-It publishes nothing: the calling task verifies the figures and swaps directories (this
-driver cannot import ``dagfoundry``). A partition that fails is recorded with its error and
-the others continue; the application fails only when it cannot write its result.
-
-Checksum: the exact sum (an unbounded integer, sent as a decimal string) of ``xxhash64``
-over every column and its null flag (so ``(NULL, 1)`` and ``(1, NULL)`` differ). A sum is independent of row order and of
-how rows are split across files; with the row count it detects lost, duplicated and
-altered rows.
+It neither verifies nor publishes: the publish task reads the planned and the staged files
+back from disk with a second engine (DuckDB) and compares columns, row count and row
+checksum before it swaps directories (``dagfoundry.compaction.verification``; this driver
+cannot import ``dagfoundry``). A partition that fails is recorded with its error and the
+others continue; the application fails only when it cannot write its result.
 """
 
 from __future__ import annotations
@@ -35,26 +31,36 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, Observation, SparkSession
-from pyspark.sql import functions as F
+from pyspark import SparkConf
+from pyspark.sql import DataFrame, SparkSession
 
 #: Footer key under which Spark stores its own schema of a Parquet file.
 SPARK_SCHEMA_KEY = b"org.apache.spark.sql.parquet.row.metadata"
 
 
+#: Settings this application needs, whatever the submitter says.
+REQUIRED_CONF = {
+    "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    # Inputs are explicit file lists (thousands of paths); listing them in a Spark job
+    # costs one task per path, while the driver stats them in milliseconds.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
+}
+#: Defaults a spec's ``spark.conf`` may override. Spark's own default, INT96 timestamps,
+#: reads back in pyarrow, DuckDB or Trino as time-zone-naive values: a table written with
+#: TIMESTAMP_MICROS would change type for every reader but Spark. A table whose files
+#: already hold INT96 keeps them with ``spark.sql.parquet.outputTimestampType: INT96``.
+DEFAULT_CONF = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
+
+
 def main(batch_files: list[str]) -> None:
-    spark = (
-        SparkSession.builder.appName("dagfoundry-compaction-rewrite")
-        .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
-        .config("spark.sql.legacy.allowHashOnMapType", "true")
-        # Spark's default INT96 timestamps read back in pyarrow, Trino... as tz-naive
-        # nanoseconds: a compacted table would change type for every reader but Spark.
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        # Inputs are explicit file lists (thousands of paths); listing them in a Spark job
-        # costs one task per path, while the driver stats them in milliseconds.
-        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "1000000")
-        .getOrCreate()
-    )
+    submitted = SparkConf()
+    builder = SparkSession.builder.appName("dagfoundry-compaction-rewrite")
+    for key, value in DEFAULT_CONF.items():
+        if not submitted.contains(key):
+            builder = builder.config(key, value)
+    for key, value in REQUIRED_CONF.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     disable_local_checksum_files(spark)
     workers = max(1, min(4, spark.sparkContext.defaultParallelism))
     for batch_file in batch_files:
@@ -85,35 +91,21 @@ def rewrite_safely(spark: SparkSession, batch: dict, partition: dict) -> dict:
 
 
 def rewrite_partition(spark: SparkSession, batch: dict, partition: dict) -> dict:
-    fmt = batch["output_format"]
     staging = partition["staging_dir"]
-    target = int(partition["target_files"])
     started = time.monotonic()
     source = read_files(spark, partition["input_files"])
-    columns = source.columns
     read = time.monotonic()
-    observed_input = Observation(f"input-{partition['key']}")
-    observed = source.observe(observed_input, *checksum_columns(source, columns))
-    arranged = arrange(observed, target, batch["sort_columns"])
     (
-        arranged.write.mode("overwrite")
-        .format(fmt)
+        arrange(source, int(partition["target_files"]), batch["sort_columns"])
+        .write.mode("overwrite")
+        .format(batch["output_format"])
         .option("compression", batch["compression"])
         .save(staging)
     )
     remove_hidden_leftovers(staging)
-    written = time.monotonic()
-    staged = spark.read.format(fmt).load(staging)
-    after = staged.agg(*checksum_columns(staged, columns)).first()
-    before = observed_input.get
     return {
-        "timings": {"read_schema": read - started, "write": written - read, "read_back": time.monotonic() - written},
-        "rows_before": int(before["rows"]),
-        "checksum_before": checksum_value(before),
-        "rows_after": int(after["rows"]),
-        "checksum_after": checksum_value(after),
-        "schema_before": schema_fields(source),
-        "schema_after": schema_fields(staged),
+        "timings": {"read_schema": read - started, "write": time.monotonic() - read},
+        "spark_schema": schema_fields(source),
         "files": staged_files(staging),
     }
 
@@ -123,7 +115,7 @@ def read_files(spark: SparkSession, paths: list[str]) -> DataFrame:
     if paths[0].endswith(".orc"):
         return spark.read.orc(*paths)
     # Without mergeSchema Spark takes one file's schema and silently drops columns only other
-    # files have (schema evolution), so both checksums would miss them. Merging costs a Spark
+    # files have (schema evolution); verification would then fail. Merging costs a Spark
     # job over every footer; reading the footers here is several times cheaper, so merge only
     # when they differ.
     merge = "false" if parquet_schemas_uniform(paths) else "true"
@@ -149,26 +141,6 @@ def footer_schema(path: str) -> tuple:
     return metadata.schema, (metadata.metadata or {}).get(SPARK_SCHEMA_KEY)
 
 
-def checksum_columns(frame: DataFrame, columns: list[str]) -> list:
-    parts = []
-    for name in columns:
-        column = frame[name]
-        parts.extend([column, F.isnull(column)])
-    row_hash = F.xxhash64(*parts) if parts else F.lit(0).cast("long")
-    # Two exact long sums (high and low 32 bits) instead of one decimal(38,0) sum: the same
-    # value (high * 2**32 + low) at a fraction of the cost, with no overflow below 2**31 rows.
-    return [
-        F.count(F.lit(1)).alias("rows"),
-        F.coalesce(F.sum(F.shiftright(row_hash, 32)), F.lit(0)).alias("high"),
-        F.coalesce(F.sum(row_hash.bitwiseAND(F.lit(0xFFFFFFFF))), F.lit(0)).alias("low"),
-    ]
-
-
-def checksum_value(row) -> str:
-    """Return the exact sum of the row hashes from the two partial sums, as a decimal string."""
-    return str(int(row["high"]) * 2**32 + int(row["low"]))
-
-
 def arrange(frame: DataFrame, target: int, sort_columns: list[str]) -> DataFrame:
     """Lay the rows out in ``target`` partitions (one output file each)."""
     if sort_columns:
@@ -180,7 +152,7 @@ def arrange(frame: DataFrame, target: int, sort_columns: list[str]) -> DataFrame
 
 
 def schema_fields(frame: DataFrame) -> list[list[str]]:
-    # Parquet readers make every column nullable, so nullability is not compared.
+    """Return the columns as Spark read them (recorded for the log; DuckDB's view is compared)."""
     return [[f.name, f.dataType.simpleString()] for f in frame.schema.fields]
 
 

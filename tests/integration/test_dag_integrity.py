@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 # `snowflake` alone is a namespace package a .pth file creates at start-up: check the connector.
-HEAVY_MODULES = ["mlflow", "great_expectations", "pyspark", "snowflake.connector", "snowflake.snowpark", "pydbzengine", "jpype", "pandas", "pyarrow"]
+HEAVY_MODULES = ["mlflow", "great_expectations", "pyspark", "snowflake.connector", "snowflake.snowpark", "pydbzengine", "jpype", "pandas", "pyarrow",
+                 "duckdb"]
 
 _PARSE = """
 import json, sys, time

@@ -36,7 +36,8 @@ class Journal:
     :param state: one of :data:`STATES`
     :param planned_files: the files the plan replaces (name, size, mtime)
     :param target_files: the ideal file count
-    :param result: the Spark application's figures for this partition, once written
+    :param result: the Spark application's report on this partition (staged files, timings), once written
+    :param verification: both sides' columns, rows and checksum (:mod:`.verification`), once verified
     :param metrics: figures filled in at publish time
     """
 
@@ -48,6 +49,7 @@ class Journal:
     planned_files: tuple[DataFile, ...]
     target_files: int
     result: dict = field(default_factory=dict)
+    verification: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     updated_at: float = 0.0
 

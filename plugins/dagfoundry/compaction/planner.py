@@ -2,7 +2,8 @@
 
 A partition is a leaf Hive-style directory (``<col>=<value>``, possibly nested) that holds
 data files; a table without partition directories is one partition (``""``). A partition
-is chosen when it is closed (nothing changed for ``closed_after_seconds``), holds at least
+is chosen when its files are in the job's ``output_format`` (compaction never converts a
+table), it is closed (nothing changed for ``closed_after_seconds``), holds at least
 ``min_small_files`` small files, has more files than ``ceil(bytes / target)``, and is not
 exactly the file set a previous compaction published.
 """
@@ -193,6 +194,9 @@ def decide(listing: PartitionListing, settings: CompactionSettings, now: float) 
         return verdict(False, f"holds entries that are not data files: {', '.join(listing.foreign[:5])}")
     if len(formats) > 1:
         return verdict(False, f"mixes data formats {sorted(formats)}")
+    if formats and formats != {settings.output_format}:
+        return verdict(False, f"holds {formats.pop()} files and this job writes {settings.output_format}: "
+                              "compaction keeps a table's format")
     if idle < settings.closed_after_seconds:
         return verdict(False, f"still open: last change {idle:.0f}s ago < {settings.closed_after_seconds:.0f}s")
     location = settings.lake_root / listing.table / listing.partition

@@ -1,9 +1,14 @@
 """Verify a rewritten partition, then publish it atomically without losing late files.
 
+Verifying (:func:`verify`): the staged files must be exactly those the Spark job reported,
+the planned files must still be there, and DuckDB must read the same columns, row count
+and row checksum from both (:mod:`.verification`); otherwise the staged files are deleted
+and the partition is left as it was.
+
 Publishing one partition (under its lock, see :func:`~.layout.partition_lock`):
 
 1. the staged files must be exactly those the Spark job reported (names and sizes);
-2. the live partition must still hold every planned file unchanged (size and mtime),
+2. the live partition must still hold every planned file unchanged (size),
    otherwise someone else rewrote it: the version is discarded, the live data untouched;
 3. live files that are not in the plan arrived after planning: each is hard-linked into
    the staged directory, so it is in both and never disappears for a reader;
@@ -30,6 +35,7 @@ from dagfoundry.compaction import failpoints
 from dagfoundry.compaction.journal import Journal, load_journal, write_json_atomically
 from dagfoundry.compaction.layout import MARKER_NAME, data_format, is_hidden, link_if_missing, partition_lock
 from dagfoundry.compaction.metrics import partition_metrics
+from dagfoundry.compaction.verification import verify_rewrite
 from dagfoundry.errors import DagfoundryError, DataQualityError
 from dagfoundry.lake.publish import exchange_directories, keep_replaced
 
@@ -44,18 +50,57 @@ class PartitionChangedError(DagfoundryError):
     """A partition changed after planning in a way compaction must not override."""
 
 
-def verification_problem(journal: Journal) -> str | None:
-    """Return why the Spark job's figures do not prove equal content, or None when they do."""
+def verify(journal: Journal) -> Journal:
+    """Prove a ``written`` version holds the planned content; journal it ``verified``.
+
+    :raises CompactionVerificationError: the Spark job failed on the partition, or old and
+        new content differ (the staged files are discarded)
+    :raises PartitionChangedError: the planned or staged files are not what they were
+    """
     figures = journal.result
     if not figures.get("ok"):
-        return f"the Spark job failed on this partition: {figures.get('error', 'no result recorded')}"
-    before = f"rows={figures['rows_before']} checksum={figures['checksum_before']}"
-    after = f"rows={figures['rows_after']} checksum={figures['checksum_after']}"
-    if figures["rows_before"] != figures["rows_after"] or figures["checksum_before"] != figures["checksum_after"]:
-        return f"content differs: old files {before}, new files {after}"
-    if figures["schema_before"] != figures["schema_after"]:
-        return f"schema differs: old {figures['schema_before']}, new {figures['schema_after']}"
+        raise verification_failed(journal, f"the Spark job failed on this partition: "
+                                           f"{figures.get('error', 'no result recorded')}")
+    problem = staged_files_problem(journal) or planned_files_problem(journal, live_data_files(journal.location.live))
+    if problem:
+        raise discard(journal, problem)
+    old = [str(journal.location.live / f.name) for f in journal.planned_files]
+    new = [str(journal.staged / f["name"]) for f in figures["files"]]
+    formats = {data_format(path) for path in old + new}
+    if len(formats) != 1:
+        raise verification_failed(journal, f"old and new files differ in format: {sorted(map(str, formats))}")
+    verification = verify_rewrite(old, new, str(formats.pop()))
+    if verification.problem:
+        raise verification_failed(journal, verification.problem)
+    log.info("verified %s version %s: %s rows, checksum %s, %d columns (%.1fs)", journal.key, journal.version,
+             verification.after.rows, verification.after.checksum, len(verification.after.columns),
+             verification.seconds)
+    return journal.advance("verified", verification=verification.to_dict())
+
+
+def verification_failed(journal: Journal, problem: str) -> CompactionVerificationError:
+    """Discard a version whose content is not proven equal; return the error to raise."""
+    discard(journal, problem)
+    return CompactionVerificationError(f"{journal.key} (version {journal.version}): {problem}; not published")
+
+
+def staged_files_problem(journal: Journal, *, exact: bool = True) -> str | None:
+    """Return how the staged directory differs from the files the Spark job reported, if it does.
+
+    :param exact: False once publishing began: late files may already be linked in beside them
+    """
+    staged_now = {name: st.st_size for name, st in live_data_files(journal.staged).items()}
+    expected = {f["name"]: f["size"] for f in journal.result["files"]}
+    reported = staged_now if exact else {name: staged_now.get(name) for name in expected}
+    if reported != expected:
+        return f"staged files {sorted(staged_now)} differ from the Spark job's {sorted(expected)}"
     return None
+
+
+def planned_files_problem(journal: Journal, live: dict[str, os.stat_result]) -> str | None:
+    """Return which planned files are gone from (or changed in) the live partition, if any."""
+    changed = [f.name for f in journal.planned_files if f.name not in live or live[f.name].st_size != f.size]
+    return f"planned files vanished or changed after planning: {changed[:10]}" if changed else None
 
 
 def live_data_files(directory: Path) -> dict[str, os.stat_result]:
@@ -89,11 +134,7 @@ def publish_partition(journal: Journal, figures: dict) -> dict:
     if journal.state == "planned":
         journal = journal.advance("written", result=figures)
     if journal.state == "written":
-        problem = verification_problem(journal)
-        if problem:
-            discard(journal, problem)
-            raise CompactionVerificationError(f"{journal.key} (version {journal.version}): {problem}; not published")
-        journal = journal.advance("verified")
+        journal = verify(journal)
     failpoints.reach("after_verify", journal.key)
     with partition_lock(journal.location):
         current = load_journal(journal.path)
@@ -109,14 +150,11 @@ def swap_in(journal: Journal, started: float) -> dict:
         return journal.metrics or {"key": journal.key, "status": journal.state}
     if read_marker(location.live).get("version") == journal.version:
         return finish_after_exchange(journal, started)
-    staged_now = {name: st.st_size for name, st in live_data_files(journal.staged).items()}
-    expected = {f["name"]: f["size"] for f in journal.result["files"]}
-    if any(staged_now.get(name) != size for name, size in expected.items()):
-        raise discard(journal, f"staged files {sorted(staged_now)} differ from the Spark job's {sorted(expected)}")
     live = live_data_files(location.live)
-    changed = [f.name for f in journal.planned_files if f.name not in live or live[f.name].st_size != f.size]
-    if changed:
-        raise discard(journal, f"planned files vanished or changed after planning: {changed[:10]}")
+    problem = staged_files_problem(journal, exact=False) or planned_files_problem(journal, live)
+    if problem:
+        raise discard(journal, problem)
+    expected = [f["name"] for f in journal.result["files"]]
     planned = {f.name for f in journal.planned_files}
     late = sorted(name for name in live if name not in planned)
     for name in late:

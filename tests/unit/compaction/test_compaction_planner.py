@@ -67,6 +67,15 @@ def test_foreign_entries_and_mixed_formats_block_a_partition(tmp_path):
     assert decisions["dt=2"]["reason"].startswith("mixes data formats")
 
 
+def test_partition_in_another_format_than_the_job_writes_is_left_alone(tmp_path):
+    _files(tmp_path / "t" / "dt=1", [1000] * 10, suffix=".orc")
+    _files(tmp_path / "t" / "dt=2", [1000] * 10)
+    decisions = _decisions(tmp_path)
+    assert not decisions["dt=1"]["chosen"] and decisions["dt=2"]["chosen"]
+    assert decisions["dt=1"]["reason"] == "holds orc files and this job writes parquet: compaction keeps a table's format"
+    assert _decisions(tmp_path, output_format="orc", compression="zlib")["dt=1"]["chosen"]
+
+
 def test_hidden_files_and_nested_partitions(tmp_path):
     _files(tmp_path / "t" / "region=eu" / "dt=1", [1000] * 10)
     (tmp_path / "t" / "region=eu" / "dt=1" / ".part-0.crc").write_text("x")

@@ -1,11 +1,13 @@
 """Verification, publishing, late files, recovery and rollback on real directories (no Spark:
-the Spark job's figures are given, its staged files are plain files)."""
+the "rewrite" is done here with pyarrow, so the publish step verifies real Parquet files)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from dagfoundry.compaction import publisher
@@ -21,32 +23,68 @@ def _names(directory: Path) -> list[str]:
     return sorted(n for n in os.listdir(directory) if not n.startswith(("_", ".")))
 
 
-def _setup(lake: Path, *, checksum_after: str = "42") -> tuple[Journal, dict]:
+def _rows(first: int, count: int) -> pa.Table:
+    return pa.table({"id": pa.array(range(first, first + count), pa.int64()),
+                     "label": pa.array([None if i % 3 == 0 else f"l{i}" for i in range(first, first + count)])})
+
+
+def _setup(lake: Path, *, alter_one_row: bool = False) -> tuple[Journal, dict]:
+    """Five small planned files in a live partition, and their rows staged as one file."""
     live = lake / "t" / "dt=1"
     live.mkdir(parents=True)
     planned = []
     for index in range(5):
         path = live / f"small-{index}.parquet"
-        path.write_bytes(b"old" * (index + 1))
+        pq.write_table(_rows(index * 20, 20), path)
         stat = path.stat()
         planned.append(DataFile(path.name, stat.st_size, stat.st_mtime))
     journal = Journal(str(lake), "t", "dt=1", "v1", "planned", tuple(planned), 1)
     journal.advance("planned")
     journal.staged.mkdir(parents=True)
-    (journal.staged / "big-0.parquet").write_bytes(b"new" * 10)
-    figures = {"ok": True, "rows_before": 100, "rows_after": 100, "checksum_before": "42",
-               "checksum_after": checksum_after, "schema_before": [["id", "bigint"]],
-               "schema_after": [["id", "bigint"]], "files": [{"name": "big-0.parquet", "size": 30}], "seconds": 1.0}
+    staged = _rows(0, 100)
+    if alter_one_row:
+        staged = staged.set_column(0, "id", pa.array([-1, *range(1, 100)], pa.int64()))
+    pq.write_table(staged, journal.staged / "big-0.parquet")
+    size = (journal.staged / "big-0.parquet").stat().st_size
+    figures = {"ok": True, "files": [{"name": "big-0.parquet", "size": size}], "seconds": 1.0,
+               "timings": {"read_schema": 0.1, "write": 0.9}}
     return journal, figures
 
 
 def test_mismatched_checksum_discards_new_files_and_names_both_figures(tmp_path):
-    journal, figures = _setup(tmp_path, checksum_after="41")
-    with pytest.raises(CompactionVerificationError, match="old files rows=100 checksum=42, new files rows=100 checksum=41"):
+    journal, figures = _setup(tmp_path, alter_one_row=True)
+    with pytest.raises(CompactionVerificationError,
+                       match=r"content differs: old files rows=100 checksum=\d+, new files rows=100 checksum=\d+"):
         publish_partition(journal, figures)
     assert not journal.staged.exists()
     assert _names(journal.location.live) == [f"small-{i}.parquet" for i in range(5)]
-    assert load_journal(journal.path).state == "discarded"
+    discarded = load_journal(journal.path)
+    assert discarded.state == "discarded" and "content differs" in discarded.metrics["reason"]
+
+
+def test_failed_spark_partition_is_discarded_with_its_error(tmp_path):
+    journal, figures = _setup(tmp_path)
+    with pytest.raises(CompactionVerificationError, match="the Spark job failed on this partition: OOM"):
+        publish_partition(journal, {"ok": False, "error": "OOM"})
+    assert not journal.staged.exists()
+
+
+def test_staged_file_that_differs_from_the_spark_report_is_not_published(tmp_path):
+    journal, figures = _setup(tmp_path)
+    (journal.staged / "stray.parquet").write_bytes(b"not from Spark")
+    with pytest.raises(PartitionChangedError, match="differ from the Spark job's"):
+        publish_partition(journal, figures)
+    assert _names(journal.location.live) == [f"small-{i}.parquet" for i in range(5)]
+
+
+def test_verified_figures_are_journaled_and_reported(tmp_path):
+    journal, figures = _setup(tmp_path)
+    metrics = publish_partition(journal, figures)
+    verification = load_journal(journal.path).verification
+    assert verification["before"] == verification["after"]
+    assert verification["after"]["rows"] == 100 and verification["after"]["columns"] == {"id": "BIGINT", "label": "VARCHAR"}
+    assert verification["engine"].startswith("duckdb ")
+    assert metrics["rows"] == 100 and metrics["verify_seconds"] >= 0
 
 
 def test_vanished_planned_file_aborts_without_publishing(tmp_path):
