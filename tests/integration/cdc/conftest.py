@@ -1,20 +1,15 @@
 """Fixtures for the CDC integration tests: a real PostgreSQL database with logical
-replication, the embedded Debezium engine in a child process, and a lake directory.
+replication (the capture child process is started by ``capture_process.py``).
 
 A missing or misconfigured service fails the test with what to run; nothing is skipped.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-RUNNER = Path(__file__).with_name("capture_runner.py")
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 
@@ -63,21 +58,3 @@ def source_sql(cdc_database):
 
     yield run
     conn.close()
-
-
-def start_capture(job: dict, workdir: Path) -> subprocess.Popen:
-    """Start ``capture_runner.py`` on ``job`` in a child process."""
-    job_path = workdir / f"job-{uuid.uuid4().hex[:6]}.json"
-    job_path.write_text(json.dumps(job))
-    return subprocess.Popen(
-        [sys.executable, str(RUNNER), str(job_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir,
-    )
-
-
-def run_capture(job: dict, workdir: Path, timeout: float = 240) -> tuple[int, dict | None, str]:
-    """Run a capture to its end; return (exit code, summary or None, stderr)."""
-    process = start_capture(job, workdir)
-    out, err = process.communicate(timeout=timeout)
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    return process.returncode, (json.loads(lines[-1]) if process.returncode == 0 and lines else None), err

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import run_capture, start_capture
+from capture_process import run_capture, start_capture
 from mirror_reference import reference_mirror
 
 from dagfoundry.cdc import landing

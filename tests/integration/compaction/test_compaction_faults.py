@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import age_tree, data_files, partition_rows, write_small_files
+from small_files import age_tree, data_files, partition_rows, write_small_files
 
 from dagfoundry.compaction import CompactionSettings, plan_step, publish_step, report_step
 from dagfoundry.compaction.failpoints import ENV_VAR, POINTS

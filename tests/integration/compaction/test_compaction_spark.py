@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import age_tree, data_files, partition_rows, write_small_files
+from small_files import age_tree, data_files, partition_rows, write_small_files
 
 from dagfoundry.compaction import CompactionSettings, cleanup_step, plan_step, publish_step, report_step, rollback_step
 from dagfoundry.compaction.maintenance import CompactionRollbackError
