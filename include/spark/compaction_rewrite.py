@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pyarrow.parquet as pq
-from pyspark import SparkConf
 from pyspark.sql import DataFrame, SparkSession
 
 #: Footer key under which Spark stores its own schema of a Parquet file.
@@ -53,14 +52,14 @@ DEFAULT_CONF = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
 
 
 def main(batch_files: list[str]) -> None:
-    submitted = SparkConf()
     builder = SparkSession.builder.appName("dagfoundry-compaction-rewrite")
-    for key, value in DEFAULT_CONF.items():
-        if not submitted.contains(key):
-            builder = builder.config(key, value)
     for key, value in REQUIRED_CONF.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    submitted = spark.sparkContext.getConf()
+    for key, value in DEFAULT_CONF.items():
+        if not submitted.contains(key):
+            spark.conf.set(key, value)
     disable_local_checksum_files(spark)
     workers = max(1, min(4, spark.sparkContext.defaultParallelism))
     for batch_file in batch_files:
@@ -113,7 +112,7 @@ def rewrite_partition(spark: SparkSession, batch: dict, partition: dict) -> dict
 def read_files(spark: SparkSession, paths: list[str]) -> DataFrame:
     """Read exactly ``paths`` (one format, by extension), merging differing Parquet schemas."""
     if paths[0].endswith(".orc"):
-        return spark.read.orc(*paths)
+        return spark.read.orc(list(paths))
     # Without mergeSchema Spark takes one file's schema and silently drops columns only other
     # files have (schema evolution); verification would then fail. Merging costs a Spark
     # job over every footer; reading the footers here is several times cheaper, so merge only
