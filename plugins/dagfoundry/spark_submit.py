@@ -16,10 +16,15 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SPARK_APPS = PROJECT_ROOT / "include" / "spark"
 
+#: Spark's logging for the project's applications: warnings and the application's milestones.
+SPARK_LOG_CONFIG = SPARK_APPS / "log4j2.properties"
+
 #: Spark settings every job gets unless the spec overrides them: no UI port (several jobs
-#: run at once on one machine), UTC session time, and deterministic Parquet output.
+#: run at once on one machine), UTC session time, deterministic Parquet output, and a
+#: driver log short enough to read in the task log.
 DEFAULT_SPARK_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
+    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{SPARK_LOG_CONFIG}",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.shuffle.partitions": "8",
