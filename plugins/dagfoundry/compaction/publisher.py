@@ -64,8 +64,9 @@ def verify(journal: Journal) -> Journal:
     problem = staged_files_problem(journal) or planned_files_problem(journal, live_data_files(journal.location.live))
     if problem:
         raise discard(journal, problem)
-    old = [str(journal.location.live / f.name) for f in journal.planned_files]
-    new = [str(journal.staged / f["name"]) for f in figures["files"]]
+    live, staged = str(journal.location.live), str(journal.staged)
+    old = [os.path.join(live, f.name) for f in journal.planned_files]
+    new = [os.path.join(staged, f["name"]) for f in figures["files"]]
     formats = {data_format(path) for path in old + new}
     if len(formats) != 1:
         raise verification_failed(journal, f"old and new files differ in format: {sorted(map(str, formats))}")
