@@ -117,7 +117,9 @@ class LakeCompactionSpec(DagSpec):
     sort_columns: tuple[Identifier, ...] = Field(
         default=(), description="Sort each partition's rows by these columns; empty keeps the order (no shuffle)."
     )
-    output_format: Literal["parquet", "orc"] = Field(default="parquet", description="Format of the compacted files.")
+    output_format: Literal["parquet", "orc"] = Field(
+        default="parquet", description="Format of the table's files; partitions in another format are left alone."
+    )
     compression: Literal["snappy", "zstd", "gzip", "lz4", "zlib", "none", "uncompressed"] = Field(
         default="snappy", description="Codec of the compacted files (gzip and uncompressed: parquet; zlib: orc)."
     )
