@@ -105,7 +105,9 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
 
             root = str(lake_root())
             online = materialize_latest(spec.definition(root), root)
-            published = sorted(d for r in results for d in r.get("published", []))
+            # One slice request: iterating a mapped task's results asks offset after offset until
+            # one is missing, which the SDK client logs as an error ("XCom not found").
+            published = sorted(d for r in results[:] for d in r.get("published", []))
             if outlet_events is not None:
                 outlet_events[asset].extra = {
                     "dates": len(published),
