@@ -136,7 +136,7 @@ def events_compaction_and_features() -> None:
     events = write_order_events(lake, first, 45, events_per_day=400, files_per_day=20)
     _age_files(lake / EVENTS_TABLE, hours=6)  # the writer finished hours ago: the days are closed
     print(f"   {events} events in {_count_files(lake / EVENTS_TABLE)} files under {EVENTS_TABLE}/")
-    step(f"{COMPACTION_DAG}: plan, Spark rewrite, verify (rows + checksum), atomic publish")
+    step(f"{COMPACTION_DAG}: plan, Spark rewrite, verify (DuckDB reads both sides: types, rows, checksum), atomic publish")
     run = run_dag(COMPACTION_DAG)
     report = run.get_task_instance("report").xcom_pull(task_ids="report") or {}
     summary = report.get("summary", {})
