@@ -60,7 +60,9 @@ def run_summary(partitions: Iterable[dict]) -> dict:
         "files_ideal": sum(m["files_ideal"] for m in published),
         "avg_file_bytes_before": bytes_before // max(1, files_before),
         "avg_file_bytes_after": bytes_after // max(1, files_after),
+        "rows": sum(m.get("rows") or 0 for m in published),
         "rewrite_seconds": round(sum(m["rewrite_seconds"] for m in published), 3),
+        "verify_seconds": round(sum(m.get("verify_seconds", 0.0) for m in published), 3),
         "publish_seconds": round(sum(m["publish_seconds"] for m in published), 3),
     }
 

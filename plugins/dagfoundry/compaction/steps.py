@@ -29,8 +29,8 @@ from dagfoundry.compaction.settings import CompactionSettings
 log = logging.getLogger(__name__)
 
 PLAN_COLUMNS = ["table", "partition", "chosen", "files", "bytes", "small_files", "target_files", "reason"]
-METRIC_COLUMNS = ["key", "status", "files_before", "files_after", "files_ideal", "bytes_before", "bytes_after",
-                  "avg_file_bytes_after", "late_files", "rewrite_seconds", "publish_seconds"]
+METRIC_COLUMNS = ["key", "status", "rows", "files_before", "files_after", "files_ideal", "bytes_before", "bytes_after",
+                  "avg_file_bytes_after", "late_files", "rewrite_seconds", "verify_seconds", "publish_seconds"]
 
 
 def new_version(run_id: str) -> str:

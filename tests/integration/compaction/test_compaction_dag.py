@@ -163,6 +163,8 @@ def test_run_figures_are_in_the_asset_event(compacted):
     assert extra["partitions_published"] == len(DAYS) and extra["partitions_failed"] == 0
     assert extra["files_before"] == len(DAYS) * FILES_PER_DAY and extra["files_after"] == len(DAYS)
     assert extra["bytes_after"] < extra["bytes_before"]
+    assert extra["rows"] == sum(len(rows) for rows in compacted[2].values())
+    assert extra["verify_seconds"] > 0
 
 
 def test_dry_run_only_plans_and_changes_nothing(lake_env, compacted):
