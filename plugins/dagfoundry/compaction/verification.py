@@ -68,27 +68,29 @@ def verify_rewrite(old_files: Sequence[str], new_files: Sequence[str], file_form
         checksum are all equal
     """
     started = time.monotonic()
-    before = after = ContentFigures({})
+    sides = {"old": old_files, "new": new_files}
+    figures = {side: ContentFigures({}) for side in sides}
+    problem: str | None = None
     connection = _connect()
     side = "old"
     try:
-        before = ContentFigures(_columns(connection, old_files, file_format, "old"))
-        side = "new"
-        after = ContentFigures(_columns(connection, new_files, file_format, "new"))
-        problem = schema_difference(before.columns, after.columns)
+        relations = {}
+        for side, paths in sides.items():
+            relations[side] = _relation(connection, paths, file_format, side)
+            figures[side] = ContentFigures(_columns(connection, *relations[side]))
+        problem = schema_difference(figures["old"].columns, figures["new"].columns)
         if problem is None:
-            names = sorted(before.columns)
-            side = "old"
-            before = _with_checksum(connection, before, old_files, file_format, names, "old")
-            side = "new"
-            after = _with_checksum(connection, after, new_files, file_format, names, "new")
+            names = sorted(figures["old"].columns)
+            for side in sides:
+                figures[side] = _with_checksum(connection, figures[side], *relations[side], names)
+            before, after = figures["old"], figures["new"]
             if (before.rows, before.checksum) != (after.rows, after.checksum):
                 problem = f"content differs: old files {before.describe()}, new files {after.describe()}"
     except Exception as exc:  # noqa: BLE001 - whatever stops the reading, the content is not proven equal
         problem = f"cannot read the {side} files to verify them: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
     finally:
         connection.close()
-    return RewriteVerification(before, after, time.monotonic() - started, problem)
+    return RewriteVerification(figures["old"], figures["new"], time.monotonic() - started, problem)
 
 
 def schema_difference(before: dict[str, str], after: dict[str, str]) -> str | None:
@@ -114,7 +116,7 @@ def _duckdb_version() -> str:
 
 
 def _relation(connection: Any, paths: Sequence[str], file_format: str, side: str) -> tuple[str, list]:
-    """Return SQL naming the rows of ``paths`` and its parameters."""
+    """Return SQL naming the rows of ``paths`` and its parameters (ORC: a view named after ``side``)."""
     if file_format == "parquet":
         return "read_parquet(?, union_by_name = true, hive_partitioning = false)", [list(paths)]
     if file_format == "orc":
@@ -129,15 +131,13 @@ def _relation(connection: Any, paths: Sequence[str], file_format: str, side: str
     raise ValueError(f"cannot verify files of format {file_format!r}: expected parquet or orc")
 
 
-def _columns(connection: Any, paths: Sequence[str], file_format: str, side: str) -> dict[str, str]:
-    relation, parameters = _relation(connection, paths, file_format, side)
+def _columns(connection: Any, relation: str, parameters: list) -> dict[str, str]:
     described = connection.execute(f"DESCRIBE SELECT * FROM {relation}", parameters).fetchall()
     return {row[0]: row[1] for row in described}
 
 
-def _with_checksum(connection: Any, figures: ContentFigures, paths: Sequence[str], file_format: str,
-                   names: list[str], side: str) -> ContentFigures:
-    relation, parameters = _relation(connection, paths, file_format, side)
+def _with_checksum(connection: Any, figures: ContentFigures, relation: str, parameters: list,
+                   names: list[str]) -> ContentFigures:
     row_hash = f"hash({', '.join(_quoted(name) for name in names)})"
     sql = f"SELECT count(*), coalesce(sum({row_hash}::HUGEINT), 0) FROM {relation}"
     ((rows, checksum),) = connection.execute(sql, parameters).fetchall()
