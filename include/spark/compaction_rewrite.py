@@ -11,8 +11,8 @@ partition the application
    when their footers differ,
 2. writes them to the staging directory as ``target_files`` files (coalesced, or
    range-partitioned and sorted when sort columns are given),
-3. records the staged files (names and sizes), the Spark schema and the time of each step
-   (``timings``: ``read_schema``, ``write``) in the batch's result file.
+3. records the staged files (names and sizes) and the time of each step (``timings``:
+   ``read_schema``, ``write``) in the batch's result file.
 
 It neither verifies nor publishes: the publish task reads the planned and the staged files
 back from disk with a second engine (DuckDB) and compares columns, row count and row
@@ -104,7 +104,6 @@ def rewrite_partition(spark: SparkSession, batch: dict, partition: dict) -> dict
     remove_hidden_leftovers(staging)
     return {
         "timings": {"read_schema": read - started, "write": time.monotonic() - read},
-        "spark_schema": schema_fields(source),
         "files": staged_files(staging),
     }
 
@@ -148,11 +147,6 @@ def arrange(frame: DataFrame, target: int, sort_columns: list[str]) -> DataFrame
     if frame.rdd.getNumPartitions() >= target:
         return frame.coalesce(target)
     return frame.repartition(target)
-
-
-def schema_fields(frame: DataFrame) -> list[list[str]]:
-    """Return the columns as Spark read them (recorded for the log; DuckDB's view is compared)."""
-    return [[f.name, f.dataType.simpleString()] for f in frame.schema.fields]
 
 
 def remove_hidden_leftovers(directory: str) -> None:
