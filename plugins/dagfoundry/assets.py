@@ -20,3 +20,11 @@ def feature_view_asset_name(view: str) -> str:
 def compaction_asset_name(table: str) -> str:
     """Return the Asset a compaction run emits (metrics in its extra): ``lake.compaction.<table>``."""
     return f"lake.compaction.{table.replace('/', '.')}"
+
+
+def model_asset_name(registered_model: str, alias: str) -> str:
+    """Return the Asset of a registered model's alias: ``models.<model>.<alias>``.
+
+    Retraining emits ``models.<model>.challenger``; promotion emits ``models.<model>.champion``.
+    """
+    return f"models.{registered_model}.{alias}"
