@@ -1,0 +1,26 @@
+"""Content digests of training and holdout sets, stable across processes and machines.
+
+The digest covers the column names, their dtypes and every value in row order, so two
+frames have the same digest exactly when a model would see the same data. pandas'
+``hash_pandas_object`` hashes values with a fixed key (no per-process salt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """Return ``sha256:<hex>`` of a frame's columns, dtypes and values (row order matters)."""
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    for name in frame.columns:
+        digest.update(f"{name}\x1f{frame[name].dtype}\x1e".encode())
+    values = pd.util.hash_pandas_object(frame, index=False)
+    digest.update(values.to_numpy().tobytes())
+    return f"sha256:{digest.hexdigest()}"
