@@ -22,7 +22,9 @@ What it does, in a throwaway database ``dagfoundry_cdc_bench``:
 First, unless ``--snapshot-rows 0``: *initial snapshot* of a table of ``--snapshot-rows``
 rows (2,000,000 by default) by one capture run with the spec defaults (``max_events``
 500,000, ``chunk_events`` 100,000), in a child process whose peak resident memory (JVM
-included) is reported, then its Spark mirror (row count checked).
+included) is reported, then its Spark mirror (row count checked). Reference in the same
+run: the same snapshot landed as one batch (``chunk_events`` = the table, which is how
+every capture landed before chunking), in another child process with its own slot.
 
 Throughput counts from the first to the last event delivered (JVM and connector start-up
 excluded on both sides); capture-and-land adds the landing time of every batch. It prints
@@ -173,34 +175,29 @@ def wait_for(done: threading.Event, marks: dict, expected: int, what: str, consu
             raise SystemExit(f"{what}: only {marks['n']} of {expected} events within 30 min")
 
 
-def snapshot_child(rows: int, lake_root: str) -> None:
-    """Run in a child process: one capture of the snapshot table; print its summary as JSON."""
+def snapshot_child(source: str, chunk_events: int, lake_root: str) -> None:
+    """Run in a child process: one capture of the snapshot table; print its summary and peak memory."""
     import json
+    import resource
 
     from dagfoundry.cdc.connector_config import SourceConnection
     from dagfoundry.cdc.embedded_capture import CaptureLimits, capture_embedded
 
     connection = SourceConnection("127.0.0.1", 5432, DB, "postgres")
-    config = make_config("bench_snap", table="snap")
-    result = capture_embedded(config, Path(lake_root), connection=connection, limits=CaptureLimits(idle_seconds=2))
-    print("SUMMARY " + json.dumps(result.summary()), flush=True)
+    limits = CaptureLimits(idle_seconds=2, chunk_events=chunk_events)
+    result = capture_embedded(make_config(source, table="snap"), Path(lake_root), connection=connection, limits=limits)
+    summary = {**result.summary(), "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print("SUMMARY " + json.dumps(summary), flush=True)
 
 
-def snapshot_phase(rows: int, lake_root: Path) -> str:
-    """Snapshot ``rows`` rows in a child process; return the result line."""
+def run_snapshot_child(source: str, chunk_events: int, rows: int, lake_root: Path) -> tuple[dict, float]:
+    """Snapshot the table in a child process; return its summary and wall-clock seconds."""
     import json
-    import resource
     import subprocess
 
-    from dagfoundry.cdc.mirror import update_mirrors
-
-    started = time.monotonic()
-    sql("CREATE TABLE snap (id int PRIMARY KEY, v text, amount numeric(14,2), ts timestamptz, n int)")
-    sql(f"INSERT INTO snap SELECT g, 'row ' || g || ' é', g * 1.25, now(), 0 FROM generate_series(1, {rows}) g")
-    print(f"snapshot table: {rows:,} rows in {time.monotonic() - started:.1f} s", flush=True)
     started = time.monotonic()
     child = subprocess.run(
-        [sys.executable, __file__, "--snapshot-child", str(rows), "--lake-root", str(lake_root)],
+        [sys.executable, __file__, "--snapshot-child", source, "--chunk-events", str(chunk_events), "--lake-root", str(lake_root)],
         capture_output=True, text=True, check=False,
     )
     wall = time.monotonic() - started
@@ -208,22 +205,39 @@ def snapshot_phase(rows: int, lake_root: Path) -> str:
     if child.returncode != 0 or not lines:
         raise SystemExit(f"snapshot capture failed ({child.returncode}): {child.stderr[-3000:]}")
     summary = json.loads(lines[-1][len("SUMMARY "):])
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    events = summary["events"]
-    if events != rows:
-        raise SystemExit(f"snapshot landed {events:,} events for {rows:,} rows")
-    eps = events / (summary["streaming_seconds"] + summary["landing_seconds"])
-    print(f"initial snapshot: {events:,} rows in one run of {wall:.1f} s (connector start included), "
-          f"{len(summary['batch_ids'])} landed batches, {eps:,.0f} events/s first to last event plus landing, "
-          f"peak memory of the capture process {peak_mib:,.0f} MiB (JVM included)", flush=True)
+    if summary["events"] != rows:
+        raise SystemExit(f"snapshot landed {summary['events']:,} events for {rows:,} rows")
+    summary["eps"] = summary["events"] / (summary["streaming_seconds"] + summary["landing_seconds"])
+    print(f"  {source}: {rows:,} rows in one run of {wall:.1f} s (connector start included), "
+          f"{len(summary['batch_ids'])} landed batch(es), {summary['eps']:,.0f} events/s first to last event plus landing, "
+          f"peak memory {summary['peak_mib']:,.0f} MiB (JVM included)", flush=True)
+    return summary, wall
+
+
+def snapshot_phase(rows: int, lake_root: Path) -> str:
+    """Snapshot ``rows`` rows chunked and as one batch (reference); mirror the chunked one."""
+    from dagfoundry.cdc.mirror import update_mirrors
+
+    started = time.monotonic()
+    sql("CREATE TABLE snap (id int PRIMARY KEY, v text, amount numeric(14,2), ts timestamptz, n int)")
+    sql(f"INSERT INTO snap SELECT g, 'row ' || g || ' é', g * 1.25, now(), 0 FROM generate_series(1, {rows}) g")
+    print(f"snapshot table: {rows:,} rows in {time.monotonic() - started:.1f} s", flush=True)
+    print("initial snapshot, chunk_events 100,000 (the default):", flush=True)
+    chunked, wall = run_snapshot_child("bench_snap", 100_000, rows, lake_root)
+    print("initial snapshot, one batch (reference: chunk_events = the table):", flush=True)
+    whole, _ = run_snapshot_child("bench_snap_whole", rows, rows, lake_root)
+    peak_mib = chunked["peak_mib"]
+    eps = chunked["eps"]
+    print(f"chunked vs one batch: memory {peak_mib / whole['peak_mib']:.2f}x, throughput {eps / whole['eps']:.2f}x", flush=True)
     started = time.monotonic()
     mirrored = update_mirrors(lake_root, "bench_snap", conf={"spark.sql.shuffle.partitions": "4"})["tables"]["public.snap"]
     mirror_seconds = time.monotonic() - started
     if mirrored["row_count"] != rows:
         raise SystemExit(f"snapshot mirror holds {mirrored['row_count']:,} rows, the source {rows:,}")
     print(f"snapshot mirror: {rows:,} rows in {mirror_seconds:.1f} s (spark-submit local[2]); mirror = source row count", flush=True)
-    return (f"snapshot_rows={rows} snapshot_wall_seconds={wall:.1f} snapshot_batches={len(summary['batch_ids'])} "
-            f"snapshot_eps={eps:.0f} snapshot_peak_mib={peak_mib:.0f} snapshot_mirror_seconds={mirror_seconds:.1f}")
+    return (f"snapshot_rows={rows} snapshot_wall_seconds={wall:.1f} snapshot_batches={len(chunked['batch_ids'])} "
+            f"snapshot_eps={eps:.0f} snapshot_peak_mib={peak_mib:.0f} one_batch_eps={whole['eps']:.0f} "
+            f"one_batch_peak_mib={whole['peak_mib']:.0f} snapshot_mirror_seconds={mirror_seconds:.1f}")
 
 
 def main() -> None:
@@ -233,11 +247,12 @@ def main() -> None:
     parser.add_argument("--batch-events", type=int, default=250_000)
     parser.add_argument("--snapshot-rows", type=int, default=2_000_000, help="0 skips the snapshot phase")
     parser.add_argument("--only-snapshot", action="store_true", help="run the snapshot phase only")
-    parser.add_argument("--snapshot-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--snapshot-child", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--lake-root", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.snapshot_child:
-        snapshot_child(args.snapshot_child, args.lake_root)
+        snapshot_child(args.snapshot_child, args.chunk_events, args.lake_root)
         return
 
     from dagfoundry.cdc.connector_config import SourceConnection
