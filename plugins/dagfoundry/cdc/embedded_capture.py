@@ -370,10 +370,11 @@ class _EngineSession:
                 return reason
 
     def _stop_reason(self, limits: CaptureLimits, started: float, now: float) -> str | None:
-        snapshot_open = self.builder.snapshot_open
-        if now - started >= limits.max_seconds and not snapshot_open:
+        if self.builder.snapshot_open:
+            return None  # an initial snapshot always completes (offsets in its middle are useless)
+        if now - started >= limits.max_seconds:
             return "max_seconds"
-        if self.events >= limits.max_events and not snapshot_open:
+        if self.events >= limits.max_events:
             return "max_events"
         task_started = self.tasks.task_started_at
         if task_started is None:
