@@ -156,6 +156,13 @@ def capture_embedded(
     connection = connection or SourceConnection.from_airflow(config.conn_id, config.database)
     offsets = offsets_path(lake_root, config.source)
     offsets.parent.mkdir(parents=True, exist_ok=True)
+    if offsets.exists() and config.snapshot_mode != "when_needed" and not read_slot_status(connection, config.slot).exists:
+        # Debezium would create a new slot at the current WAL end: every change since the
+        # stored position would be lost without a word.
+        raise CaptureError(
+            f"capture {config.source!r}: replication slot {config.slot!r} is gone but offsets are stored; "
+            "changes since the last run cannot be read any more. Run the reset_offsets action (a new snapshot)"
+        )
     run_config, tables = _prepare_tables(config, connection, lake_root, offsets.exists())
     schemas = fetch_table_schemas(run_config, connection)
     properties = debezium_properties(run_config, connection, mode="embedded", offsets_file=offsets)

@@ -155,8 +155,20 @@ def test_capture_operations_keep_every_mirror_equal_to_source(ops, source_sql):
     # Decommissioning drops the slot and the publication.
     result = decommission_capture(_config(all_tables), str(ops["lake_root"]), connection=ops["connection"])
     assert result["slot_dropped"] and result["publication_dropped"]
+    assert result["kept_offsets"], "the position is forgotten: a later capture starts with a new snapshot"
     assert not source_sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (f"dagfoundry_{SOURCE}",), fetch=True)
     assert not _publication_tables(source_sql)
+
+
+def test_capture_refuses_to_run_when_its_slot_was_dropped_behind_its_back(ops, source_sql):
+    source = f"lost_{uuid.uuid4().hex[:8]}"
+    job = {**_job(ops, ["public.late"]), "source": source}
+    code, _, err = run_capture(job, ops["workdir"])
+    assert code == 0, err[-2000:]
+    source_sql("SELECT pg_drop_replication_slot(%s)", (f"dagfoundry_{source}",))
+    code, _, err = run_capture(job, ops["workdir"])
+    assert code == 3 and "is gone but offsets are stored" in err and "reset_offsets" in err, err[-2000:]
+    source_sql(f"DROP PUBLICATION IF EXISTS dagfoundry_{source}")
 
 
 def test_cli_lists_orphaned_slots_and_drops_only_those(cdc_database, source_sql, monkeypatch, capsys):
