@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument("--snapshot-rows", type=int, default=2_000_000, help="0 skips the snapshot phase")
     parser.add_argument("--only-snapshot", action="store_true", help="run the snapshot phase only")
     parser.add_argument("--snapshot-child", help=argparse.SUPPRESS)
-    parser.add_argument("--chunk-events", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-events", type=int, help="chunk_events of the capture-and-land runs (default 100,000)")
     parser.add_argument("--lake-root", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.snapshot_child:
@@ -284,7 +284,8 @@ def main() -> None:
         alone = max(library, bare)
 
         events, seconds, batches, wall_started = 0, 0.0, 0, time.monotonic()
-        limits = CaptureLimits(idle_seconds=2, max_events=args.batch_events, max_seconds=1800)
+        limits = CaptureLimits(idle_seconds=2, max_events=args.batch_events, max_seconds=1800,
+                               chunk_events=args.chunk_events or 100_000)
         while events < produced:
             result = capture_embedded(make_config("bench"), lake_root, connection=connection, limits=limits)
             if result.batch_id is None:

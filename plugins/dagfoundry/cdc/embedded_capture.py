@@ -190,7 +190,8 @@ def capture_embedded(
         log.error("CDC capture %s: %s", config.source, failure)
     for problem in sorted(tables.skipped.values()):
         log.error("CDC capture %s: %s", config.source, problem)
-    streaming = (session.last_event_at or 0.0) - (session.first_event_at or 0.0)
+    # Chunks landed mid-stream count as landing, not streaming.
+    streaming = (session.last_event_at or 0.0) - (session.first_event_at or 0.0) - lander.inline_seconds
     result = CaptureResult(
         config.source, lander.batch_ids[-1] if lander.batch_ids else None, dict(lander.rows), reason,
         time.monotonic() - started, streaming, lander.seconds, tuple(lander.batch_ids), dict(tables.skipped),
@@ -278,12 +279,17 @@ class _ChunkLander:
         self.batch_ids: list[int] = []
         self.rows: dict[str, int] = {}
         self.seconds = 0.0
+        #: landing time spent while the engine waited (between the first and last event)
+        self.inline_seconds = 0.0
 
-    def land(self) -> None:
+    def land(self, *, inline: bool = False) -> None:
         started = time.monotonic()
         batch_id, counts = land_builder(self._builder, self._lake_root, self._source)
         self._builder.take_rows()
-        self.seconds += time.monotonic() - started
+        spent = time.monotonic() - started
+        self.seconds += spent
+        if inline:
+            self.inline_seconds += spent
         if batch_id is None:
             return
         self.batch_ids.append(batch_id)
@@ -353,7 +359,8 @@ class _EngineSession:
                 self.first_event_at = self.first_event_at or self._last_event_at
             if self.builder.total >= self._chunk_events:
                 # Landing here holds the engine back (its queue is bounded): memory stays flat.
-                self._lander.land()
+                self._lander.land(inline=True)
+                self._last_event_at = time.monotonic()  # the span covers the landing it excludes
                 if not self.builder.snapshot_open:
                     self._commit_accepted()
 
