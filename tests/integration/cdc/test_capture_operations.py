@@ -171,6 +171,28 @@ def test_capture_refuses_to_run_when_its_slot_was_dropped_behind_its_back(ops, s
     source_sql(f"DROP PUBLICATION IF EXISTS dagfoundry_{source}")
 
 
+def test_capture_dying_inside_the_initial_snapshot_loses_nothing(ops, source_sql):
+    import pyarrow.parquet as pq
+
+    source = f"crashed_{uuid.uuid4().hex[:8]}"
+    source_sql("CREATE TABLE public.crashy AS SELECT g AS id, 'c ' || g AS v FROM generate_series(1, 900) g")
+    source_sql("ALTER TABLE public.crashy ADD PRIMARY KEY (id)")
+    KEYS["public.crashy"] = ("id",)
+    job = {**_job(ops, ["public.crashy"]), "source": source}
+    code, _, err = run_capture({**job, "fault": "after_landing"}, ops["workdir"])
+    assert code == 17, f"the capture should die after its first chunk: {code} {err[-2000:]}"
+    crashed = landing.list_batches(ops["lake_root"], source, "public.crashy")
+    assert crashed, "the first chunk of the snapshot was landed before the crash"
+    source_sql("DELETE FROM crashy WHERE id <= 100")  # rows the crashed chunk holds
+    code, summary, err = run_capture(job, ops["workdir"])
+    assert code == 0 and summary["rows_per_table"]["public.crashy"] == 800, err[-2000:]
+    update_mirrors(ops["lake_root"], source, conf={"spark.sql.shuffle.partitions": "2"})
+    mirrored = sorted(r["id"] for r in pq.read_table(ops["lake_root"] / "mirror" / source / "public.crashy").to_pylist())
+    assert mirrored == list(range(101, 901)), "rows of the crashed snapshot must not survive in the mirror"
+    source_sql("SELECT pg_drop_replication_slot(%s)", (f"dagfoundry_{source}",))
+    source_sql(f"DROP PUBLICATION IF EXISTS dagfoundry_{source}")
+
+
 def test_cli_lists_orphaned_slots_and_drops_only_those(cdc_database, source_sql, monkeypatch, capsys):
     from dagfoundry.cli import main
 
