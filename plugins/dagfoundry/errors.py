@@ -55,3 +55,11 @@ class LakePublishError(DagfoundryError):
 
 class DataQualityError(DagfoundryError):
     """A data-quality check failed; the batch was not published."""
+
+
+class TrainingDataError(DagfoundryError):
+    """Training data cannot be built, failed its checks or drifted past a hard bound (a data problem)."""
+
+
+class TrainerError(DagfoundryError):
+    """A trainer entrypoint cannot be loaded, raised, or returned something that cannot predict."""

@@ -24,6 +24,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "cdc_ingestion": "dagfoundry.factories.cdc_ingestion",
     "feature_backfill": "dagfoundry.factories.feature_backfill",
     "lake_compaction": "dagfoundry.factories.lake_compaction",
+    "retraining": "dagfoundry.factories.retraining",
 }
 
 KIND_MODULES_ENV = "DAGFOUNDRY_KIND_MODULES"

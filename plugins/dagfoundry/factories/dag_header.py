@@ -29,6 +29,7 @@ def new_dag(
     *,
     data_intervals: bool = False,
     outlets: list[str] | None = None,
+    extra_params: dict[str, Param] | None = None,
 ) -> DAG:
     """Create the DAG for a spec, ready for its kind to add tasks (use it as a context manager).
 
@@ -36,6 +37,7 @@ def new_dag(
     :param data_intervals: True when tasks need a real ``[start, end)`` window: a cron schedule
         then becomes ``CronDataIntervalTimetable`` instead of Airflow 3's zero-length default
     :param outlets: names of the Assets this DAG produces (listed in its documentation)
+    :param extra_params: Params a kind derives from the spec itself (beyond its declared ones)
     """
     spec = loaded.spec
     return DAG(
@@ -48,7 +50,7 @@ def new_dag(
         max_active_runs=spec.max_active_runs,
         tags=sorted({"dagfoundry", spec.kind, *spec.tags}),
         default_args=_default_args(spec),
-        params=params_of(spec),
+        params={**params_of(spec), **(extra_params or {})},
     )
 
 

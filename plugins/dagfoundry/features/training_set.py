@@ -67,17 +67,42 @@ def build_training_set(
     :raises TrainingSetError: when columns are missing or clash with features, times are
         null or the lag is negative
     """
+    return join_point_in_time(
+        labels,
+        offline_dir,
+        view=defn.name,
+        entity_keys=defn.entity_keys,
+        feature_names=[f.name for f in defn.features],
+        label_time_column=label_time_column,
+        lag_days=lag_days,
+    )
+
+
+def join_point_in_time(
+    labels: pd.DataFrame,
+    offline_dir: str | Path,
+    *,
+    view: str,
+    entity_keys: tuple[str, ...] | list[str],
+    feature_names: list[str],
+    label_time_column: str = "label_time",
+    lag_days: int = 0,
+) -> pd.DataFrame:
+    """Join ``feature_names`` of a view's offline store to ``labels``, as :func:`build_training_set` does.
+
+    For callers that know a view by name and columns only (a retraining spec).
+    """
     import pandas as pd
 
-    keys = list(defn.entity_keys)
+    keys = list(entity_keys)
     absent = [c for c in [*keys, label_time_column] if c not in labels.columns]
     if absent:
-        raise TrainingSetError(f"labels for feature view {defn.name!r} lack column(s) {absent}")
+        raise TrainingSetError(f"labels for feature view {view!r} lack column(s) {absent}")
     if lag_days < 0:
         raise TrainingSetError(f"lag_days must be >= 0, got {lag_days}")
     times = pd.to_datetime(labels[label_time_column], utc=True)
     if times.isna().any():
-        raise TrainingSetError(f"labels for feature view {defn.name!r} have null {label_time_column!r} values")
+        raise TrainingSetError(f"labels for feature view {view!r} have null {label_time_column!r} values")
 
     offline_dir = Path(offline_dir)
     dates = _feature_dates(offline_dir)
@@ -93,13 +118,12 @@ def build_training_set(
         direction="backward",
     ).sort_values("_row")
 
-    feature_names = [f.name for f in defn.features]
     needed = sorted(asof["feature_date"].dropna().unique())
     features = _read_partitions(offline_dir, needed, [*keys, *feature_names])
     base = labels.reset_index(drop=True).assign(feature_date=asof["feature_date"].to_numpy())
     clashes = [c for c in [*feature_names, "feature_date"] if c in labels.columns]
     if clashes:
-        raise TrainingSetError(f"labels for feature view {defn.name!r} already have column(s) {clashes}")
+        raise TrainingSetError(f"labels for feature view {view!r} already have column(s) {clashes}")
     for key in keys:
         if len(features) and features[key].dtype != base[key].dtype:
             features[key] = features[key].astype(base[key].dtype)

@@ -28,3 +28,6 @@ PREVIOUS_CHAMPION = "previous_champion"
 def experiment_name(registered_model: str) -> str:
     """Return the MLflow experiment of a registered model's training runs."""
     return f"dagfoundry/{registered_model}"
+
+#: Beyond the contract's table (retraining only, informational): the digest of the labels read.
+LABEL_SOURCE_VERSION = PREFIX + "label_source_version"

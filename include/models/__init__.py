@@ -1,0 +1,1 @@
+"""Example trainers for the ``retraining`` kind (``trainer.entrypoint: include.models.<module>:<function>``)."""
