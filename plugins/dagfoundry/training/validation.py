@@ -45,12 +45,12 @@ def validate_frame(frame: pd.DataFrame, checks: tuple[dict[str, dict[str, Any]],
     report = result.describe_dict() if hasattr(result, "describe_dict") else result.to_json_dict()
     failed = [
         {
-            "expectation": r.expectation_config.type,
-            "kwargs": {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
+            "expectation": config.type,
+            "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
             "observed": r.result.get("observed_value", r.result.get("unexpected_count")),
         }
         for r in result.results
-        if not r.success
+        if not r.success and (config := r.expectation_config) is not None
     ]
     return {"success": bool(result.success), "evaluated": len(result.results), "failed": failed, "gx": report}
 

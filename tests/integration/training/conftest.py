@@ -32,11 +32,10 @@ def variant(name: str, model: str, replacements: dict[str, str]) -> str:
 @pytest.fixture(scope="session")
 def churn_lake(tmp_path_factory):
     """Write the lake and the spec folder once; point Airflow's loader and dagfoundry at them."""
-    from include.demo.churn_labels import write_churn_labels
-    from include.demo.order_events import write_order_events
-
     from dagfoundry.features.compute import compute_feature_range
     from dagfoundry.specs.loading import SpecLoader
+    from include.demo.churn_labels import write_churn_labels
+    from include.demo.order_events import write_order_events
 
     base = tmp_path_factory.mktemp("retraining")
     lake, configs = base / "lake", base / "configs"

@@ -95,10 +95,10 @@ def test_passing_run_registers_a_challenger_with_every_contract_tag(first_run, c
     assert reports == {"reports/validation.json", "reports/drift.json"}
     assert run.data.params["trainer.n_estimators"] == "100"
 
-    from dagfoundry.models.scoring import compute_metrics, predict_scores
-
     import mlflow
     import pandas as pd
+
+    from dagfoundry.models.scoring import compute_metrics, predict_scores
 
     model = mlflow.sklearn.load_model(f"models:/shop_churn/{version.version}")
     holdout = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=version.run_id,
