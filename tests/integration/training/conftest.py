@@ -7,26 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE = ROOT / "dag_configs" / "models" / "shop_churn.yaml"
-FIRST_EVENT_DAY = dt.date(2025, 1, 1)
-EVENT_DAYS = 151  # 2025-01-01 .. 2025-05-31
-#: A weekly run whose data interval ends Monday 2025-05-12 04:00: its labels end at 2025-05-12 00:00.
-LOGICAL_DATE = dt.datetime(2025, 5, 12, 4, tzinfo=dt.UTC)
-CUTOFF = dt.datetime(2025, 5, 12, tzinfo=dt.UTC)
-
-
-def variant(name: str, model: str, replacements: dict[str, str]) -> str:
-    """Return the example spec renamed, with retries off and some lines replaced."""
-    text = EXAMPLE.read_text()
-    text = text.replace("name: shop_churn_retraining", f"name: {name}").replace(
-        "registered_model: shop_churn", f"registered_model: {model}"
-    )
-    for old, new in replacements.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    return text + "retries: 0\n"
+from churn_lake import EVENT_DAYS, FIRST_EVENT_DAY, ROOT, variant
 
 
 @pytest.fixture(scope="session")

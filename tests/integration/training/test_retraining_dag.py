@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LOGICAL_DATE
+from churn_lake import LOGICAL_DATE
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CUTOFF
+from churn_lake import CUTOFF
 
 pytestmark = pytest.mark.integration
 
