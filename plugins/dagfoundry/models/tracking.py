@@ -49,9 +49,12 @@ def resolve_location(conn_id: str | None) -> MlflowLocation:
         conn = BaseHook.get_connection(conn_id)
         uri = conn.extra_dejson.get("tracking_uri") or _uri_of(conn.conn_type, conn.host, conn.port, conn.schema)
         return MlflowLocation(tracking_uri=uri, artifact_location=conn.extra_dejson.get("artifact_location"))
-    if os.environ.get(TRACKING_URI_ENV):
+    default = local_default()
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI: after configure(local_default())
+    # the variable names the default store, whose artifacts must still go to its folder.
+    if os.environ.get(TRACKING_URI_ENV) and os.environ[TRACKING_URI_ENV] != default.tracking_uri:
         return MlflowLocation(tracking_uri=os.environ[TRACKING_URI_ENV])
-    return local_default()
+    return default
 
 
 def _uri_of(conn_type: str | None, host: str | None, port: int | None, schema: str | None) -> str:

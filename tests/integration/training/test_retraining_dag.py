@@ -94,6 +94,8 @@ def test_passing_run_registers_a_challenger_with_every_contract_tag(first_run, c
     reports = {a.path for a in client.list_artifacts(version.run_id, "reports")}
     assert reports == {"reports/validation.json", "reports/drift.json"}
     assert run.data.params["trainer.n_estimators"] == "100"
+    # Artifacts stay beside the SQLite store (never MLflow's ./mlruns file store).
+    assert run.info.artifact_uri.startswith((churn_lake / "_mlflow" / "artifacts").as_uri())
 
     import mlflow
     import pandas as pd
