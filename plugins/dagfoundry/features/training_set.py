@@ -6,9 +6,10 @@ or before ``t - L``. Using the feature date of ``t`` itself would leak the rest 
 The entity's row of that date is joined; when the entity has no row on that date (no
 activity within the view's TTL) its features are null. Labels keep their order and columns.
 
-The join runs in pandas: ``merge_asof`` picks each label's feature date among the
-partitions, then an exact merge on entity keys and feature date picks the row. It suits
-training sets that fit in memory; larger ones should do the same two steps in Spark.
+The join runs in DuckDB: an ASOF join picks each label's feature date among the
+partitions, then a hash join on entity keys and feature date picks the row from the
+Parquet files. pandas only holds the labels and the result; the label columns pass through
+untouched (DuckDB sees the keys and the time bound only).
 """
 
 from __future__ import annotations
@@ -43,6 +44,50 @@ def _read_partitions(offline_dir: Path, dates: list[str], columns: list[str]) ->
     if not frames:
         return pd.DataFrame(columns=[*columns, "feature_date"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _join_in_duckdb(
+    probe: pd.DataFrame, offline_dir: Path, dates: list[str], keys: list[str], feature_names: list[str]
+) -> pd.DataFrame:
+    """Return ``feature_date`` and the features per probe row (in ``_row`` order), joined by DuckDB.
+
+    An ASOF join picks each row's feature date (latest availability at or before its bound);
+    a hash join on keys and date picks the entity's row. DuckDB bounds the memory, not pandas.
+    """
+    import duckdb
+    import pandas as pd
+
+    files = [str(offline_dir / f"feature_date={d}" / PART_FILE) for d in dates]
+    selected = ", ".join(f'f."{c}"' for c in feature_names)
+    on_keys = " AND ".join(f'f."{k}" = p."{k}"' for k in keys)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("probe", probe)
+        con.register("available", pd.DataFrame({
+            "feature_date": dates,
+            "_available_at": pd.to_datetime(pd.Series(dates, dtype="object")) + pd.Timedelta(days=1),
+        }))
+        if files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute(
+                "CREATE TEMP VIEW features AS SELECT *, regexp_extract(filename, 'feature_date=([0-9-]+)', 1)"
+                f" AS _feature_date FROM read_parquet([{listed}], filename = true, union_by_name = true)"
+            )
+        else:
+            nulls = ", ".join(f'NULL AS "{c}"' for c in [*keys, *feature_names])
+            con.execute(f"CREATE TEMP VIEW features AS SELECT {nulls}, NULL::VARCHAR AS _feature_date WHERE false")
+        result = con.execute(
+            f"""
+            WITH chosen AS (
+                SELECT p.*, a.feature_date FROM probe p
+                ASOF LEFT JOIN available a ON p._bound >= a._available_at
+            )
+            SELECT p._row, p.feature_date, {selected} FROM chosen p
+            LEFT JOIN features f ON {on_keys} AND f._feature_date = p.feature_date
+            ORDER BY p._row
+            """
+        ).df()
+    return result.drop(columns=["_row"]).reset_index(drop=True)
 
 
 def build_training_set(
@@ -104,29 +149,17 @@ def join_point_in_time(
     if times.isna().any():
         raise TrainingSetError(f"labels for feature view {view!r} have null {label_time_column!r} values")
 
-    offline_dir = Path(offline_dir)
-    dates = _feature_dates(offline_dir)
-    available = pd.DataFrame({"feature_date": dates})
-    available["_available_at"] = pd.to_datetime(available["feature_date"], utc=True) + pd.Timedelta(days=1)
-    asof = pd.DataFrame({"_row": range(len(labels)), "_bound": times.to_numpy() - pd.Timedelta(days=lag_days)})
-    asof["_bound"] = pd.to_datetime(asof["_bound"], utc=True)
-    asof = pd.merge_asof(
-        asof.sort_values("_bound"),
-        available.astype({"_available_at": asof["_bound"].dtype}),
-        left_on="_bound",
-        right_on="_available_at",
-        direction="backward",
-    ).sort_values("_row")
-
-    needed = sorted(asof["feature_date"].dropna().unique())
-    features = _read_partitions(offline_dir, needed, [*keys, *feature_names])
-    base = labels.reset_index(drop=True).assign(feature_date=asof["feature_date"].to_numpy())
     clashes = [c for c in [*feature_names, "feature_date"] if c in labels.columns]
     if clashes:
         raise TrainingSetError(f"labels for feature view {view!r} already have column(s) {clashes}")
+    offline_dir = Path(offline_dir)
+    dates = _feature_dates(offline_dir)
+    bounds = (times - pd.Timedelta(days=lag_days)).dt.tz_convert("UTC").dt.tz_localize(None)
+    probe = pd.DataFrame({"_row": range(len(labels)), "_bound": bounds.to_numpy()})
     for key in keys:
-        if len(features) and features[key].dtype != base[key].dtype:
-            features[key] = features[key].astype(base[key].dtype)
-    joined = base.merge(features, on=[*keys, "feature_date"], how="left", validate="many_to_one")
+        probe[key] = labels[key].to_numpy()
+    found = _join_in_duckdb(probe, offline_dir, dates, keys, feature_names)
+    base = labels.reset_index(drop=True)
+    joined = pd.concat([base, found], axis=1)
     joined.index = labels.index
     return joined
