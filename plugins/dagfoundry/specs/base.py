@@ -113,6 +113,14 @@ class DagSpec(StrictModel):
                 raise ValueError(f"parameter {name!r}: expected {declared.type}, found {value!r}")
         return params
 
+    def produced_assets(self) -> list[str] | None:
+        """Return the names of the Assets this spec's DAG emits; None when the kind does not say.
+
+        Cross-spec checks use it: a schedule on an Asset of a dagfoundry namespace that no
+        spec produces is an error. Every kind should override it.
+        """
+        return None
+
     @property
     def is_time_scheduled(self) -> bool:
         """Whether the schedule is a cron expression or preset (backfills need one)."""

@@ -7,9 +7,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from dagfoundry.assets import mirror_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
 from dagfoundry.specs.types import ConnId, Duration, Identifier, QualifiedName
 
+#: ``capture`` keys that only the embedded engine uses (bounds of one micro-batch).
+EMBEDDED_ONLY = frozenset({"idle", "max_events", "max_duration"})
 CDC_ACTIONS = ("capture", "resnapshot", "reset_offsets", "restart_connector")
 
 
@@ -36,6 +39,10 @@ class CdcTableSpec(StrictModel):
         if len(self.name.split(".")) != 2:
             raise RuleViolation(("name",), f"{self.name!r} must be written schema.table, e.g. public.orders")
         return self
+
+    def produced_assets(self) -> list[str]:
+        """Return the Assets this spec's DAG emits (one lake mirror per table)."""
+        return [mirror_asset_name(self.source.name, table.name) for table in self.tables]
 
 
 class CaptureSpec(StrictModel):
@@ -103,8 +110,16 @@ class CdcIngestionSpec(DagSpec):
             raise RuleViolation(("mode",), "mode 'connect' needs a 'connect' section with at least sink_dir")
         if self.mode == "embedded" and self.connect is not None:
             raise RuleViolation(("connect",), "a 'connect' section is only used with mode: connect")
+        if self.mode == "connect":
+            for key in sorted(EMBEDDED_ONLY & self.capture.model_fields_set):
+                message = "bounds a micro-batch of the embedded engine; with mode: connect the connector streams on"
+                raise RuleViolation(("capture", key), message)
         names = [t.name for t in self.tables]
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise RuleViolation(("tables", index, "name"), f"table {name!r} is listed twice")
         return self
+
+    def produced_assets(self) -> list[str]:
+        """Return the Assets this spec's DAG emits (one lake mirror per table)."""
+        return [mirror_asset_name(self.source.name, table.name) for table in self.tables]
