@@ -77,10 +77,11 @@ def test_project_examples_parse_without_import_errors(tmp_path):
 @pytest.mark.integration
 def test_broken_specs_are_import_errors_and_valid_ones_still_become_dags(mixed_config, tmp_path):
     result = parse_dags(mixed_config, tmp_path, DAGFOUNDRY_TEST_OWNER="ops-team")
-    assert sorted(result["dags"]) == ["customers_chain", "duplicated", "orders_chain"]
+    assert sorted(result["dags"]) == ["customers_chain", "duplicated", "orders_chain", "shared_source_a"]
     assert list(result["errors"]) == ["dagfoundry_spec_errors.py"]
     report = result["errors"]["dagfoundry_spec_errors.py"]
-    broken = sorted(p.name for p in (FIXTURES / "bad_specs").glob("*.yaml") if p.name != "duplicate_name_a.yaml")
+    valid = ("duplicate_name_a.yaml", "shared_source_a.yaml")
+    broken = sorted(p.name for p in (FIXTURES / "bad_specs").glob("*.yaml") if p.name not in valid)
     for name in broken:
         assert f"bad/{name}:" in report, name
     assert "bad/misspelt_key.yaml:8:1: retires: unknown key 'retires'; did you mean 'retries'?" in report

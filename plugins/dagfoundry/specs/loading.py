@@ -161,7 +161,7 @@ class SpecLoader:
 
     def display_path(self, path: Path) -> str:
         """Write ``path`` as messages show it: below the shown config root, or absolute outside it."""
-        resolved = path.resolve()
+        resolved = path.absolute().parent.resolve() / path.name  # a symlinked spec keeps its own name
         try:
             below = resolved.relative_to(self.config_root)
         except ValueError:

@@ -30,6 +30,8 @@ def spec_errors_from_validation(
     for item in items:
         if item["type"] == "too_short" and _has_deeper_error(item, items):
             continue  # pydantic counts only the valid items: the item's own error says it all
+        if item["type"] == "missing" and _is_misspelt(item, items):
+            continue  # the unknown key next to it is the same mistake, and its line says the fix
         rule = item.get("ctx", {}).get("error")
         if isinstance(rule, RuleViolation):
             item = {**item, "loc": (*item["loc"], *rule.key_path), "msg": rule.message, "type": "rule"}
@@ -45,6 +47,13 @@ def spec_errors_from_validation(
             message = f"{message} (set in defaults, while validating {spec_path})"
         errors.append(SpecError(position.path, position.line, position.column, key, message))
     return errors
+
+
+def _is_misspelt(missing: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+    """Whether a missing key was written misspelt: an unknown key of the same mapping is close to it."""
+    parent, name = missing["loc"][:-1], str(missing["loc"][-1])
+    written = [str(i["loc"][-1]) for i in items if i["type"] == "extra_forbidden" and i["loc"][:-1] == parent]
+    return bool(difflib.get_close_matches(name, written, n=1, cutoff=0.6))
 
 
 def _has_deeper_error(item: dict[str, Any], items: list[dict[str, Any]]) -> bool:
