@@ -25,7 +25,7 @@ def test_root_defaults_apply_to_specs_at_the_root():
     spec = SpecLoader(GOOD, environ={}).load_file(GOOD / "customers_chain.yaml").spec
     assert spec.owner == "customers-team"
     assert spec.retries == 3
-    assert spec.schedule == ("lake.mirror.shop.orders",)
+    assert spec.schedule == ("crm.customers_exported",)
 
 
 def test_error_in_defaults_points_at_the_defaults_file(tmp_path):
