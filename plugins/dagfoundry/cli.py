@@ -90,12 +90,12 @@ def _concerns(file: Path, wanted: list[Path]) -> bool:
 def schema_command(out: Path | None) -> int:
     """Write or print the JSON Schema of each kind (editors validate specs with it)."""
     from dagfoundry.registry import known_kinds, spec_model_of
+    from dagfoundry.specs.json_schema import spec_json_schema
 
     for kind in known_kinds():
         model = spec_model_of(kind)
         assert model is not None
-        schema = model.model_json_schema(mode="validation")
-        schema["title"] = f"dagfoundry {kind} spec"
+        schema = spec_json_schema(kind, model)
         text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
         if out is None:
             print(text)

@@ -72,6 +72,9 @@ class DagSpec(StrictModel):
 
     #: Parameters the kind offers on manual trigger; a spec's ``params`` overrides defaults.
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {}
+    #: The most runs of one DAG of this kind at once, and why when it is less than 64.
+    max_active_runs_limit: ClassVar[int] = 64
+    max_active_runs_reason: ClassVar[str] = ""
 
     kind: str = Field(description="Which pipeline this spec describes.")
     name: DagName = Field(description="Unique DAG name; becomes the dag_id.")
@@ -99,6 +102,15 @@ class DagSpec(StrictModel):
             if not tag or len(tag) > 100:
                 raise ValueError(f"tag {tag!r} must be 1-100 characters")
         return tags
+
+    @field_validator("max_active_runs")
+    @classmethod
+    def _check_max_active_runs(cls, runs: int) -> int:
+        limit = cls.max_active_runs_limit
+        if runs > limit:
+            bound = "must be 1" if limit == 1 else f"must be at most {limit}"
+            raise ValueError(f"{bound}: {cls.max_active_runs_reason}" if cls.max_active_runs_reason else bound)
+        return runs
 
     @field_validator("params")
     @classmethod

@@ -40,10 +40,6 @@ class CdcTableSpec(StrictModel):
             raise RuleViolation(("name",), f"{self.name!r} must be written schema.table, e.g. public.orders")
         return self
 
-    def produced_assets(self) -> list[str]:
-        """Return the Assets this spec's DAG emits (one lake mirror per table)."""
-        return [mirror_asset_name(self.source.name, table.name) for table in self.tables]
-
 
 class CaptureSpec(StrictModel):
     """How each run captures (embedded mode: the bounds of one micro-batch)."""
@@ -80,6 +76,8 @@ class SnowflakeTargetSpec(StrictModel):
 class CdcIngestionSpec(DagSpec):
     """Capture changes of PostgreSQL tables with Debezium; keep lake mirrors (and Snowflake) equal to the source."""
 
+    max_active_runs_limit: ClassVar[int] = 1
+    max_active_runs_reason: ClassVar[str] = "two captures of one source must never overlap"
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {
         "action": ParamDeclaration(
             "capture",
@@ -104,8 +102,6 @@ class CdcIngestionSpec(DagSpec):
 
     @model_validator(mode="after")
     def _mode_settings(self) -> CdcIngestionSpec:
-        if self.max_active_runs != 1:
-            raise RuleViolation(("max_active_runs",), "must be 1: two captures of one source must never overlap")
         if self.mode == "connect" and self.connect is None:
             raise RuleViolation(("mode",), "mode 'connect' needs a 'connect' section with at least sink_dir")
         if self.mode == "embedded" and self.connect is not None:

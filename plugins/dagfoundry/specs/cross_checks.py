@@ -27,7 +27,7 @@ def cross_spec_errors(specs: list[LoadedSpec]) -> list[tuple[LoadedSpec, SpecErr
 
 def _unknown_schedule_assets(specs: list[LoadedSpec]) -> list[tuple[LoadedSpec, SpecError]]:
     produced: set[str] = set()
-    checked = DAGFOUNDRY_NAMESPACES
+    checked: tuple[str, ...] = DAGFOUNDRY_NAMESPACES
     for loaded in specs:
         names = loaded.spec.produced_assets()
         if names is None:  # a kind that does not declare its Assets: leave its namespace alone

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from dagfoundry.assets import compaction_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
@@ -45,9 +45,9 @@ def _spark_memory(value: str) -> str:
 
 
 #: A table folder relative to the lake root (``events/orders``) or a glob (``mirror/shop/*``).
-TablePattern = Annotated[str, AfterValidator(_table_pattern)]
+TablePattern = Annotated[str, AfterValidator(_table_pattern), WithJsonSchema({"type": "string", "pattern": _TABLE_PATTERN.pattern})]
 #: A JVM memory size as Spark takes it (``512m``, ``2g``).
-SparkMemory = Annotated[str, AfterValidator(_spark_memory)]
+SparkMemory = Annotated[str, AfterValidator(_spark_memory), WithJsonSchema({"type": "string", "pattern": _SPARK_MEMORY.pattern})]
 
 
 class CompactionSparkSpec(StrictModel):
@@ -80,6 +80,8 @@ class CompactionSparkSpec(StrictModel):
 class LakeCompactionSpec(DagSpec):
     """Rewrite closed lake partitions full of small files into right-sized files, verified and swapped atomically."""
 
+    max_active_runs_limit: ClassVar[int] = 1
+    max_active_runs_reason: ClassVar[str] = "two compactions of one table would waste work"
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {
         "dry_run": ParamDeclaration(False, "boolean", "Only log the plan (chosen partitions and why); change nothing."),
         "rollback": ParamDeclaration(
@@ -124,8 +126,6 @@ class LakeCompactionSpec(DagSpec):
 
     @model_validator(mode="after")
     def _settings_are_valid(self) -> LakeCompactionSpec:
-        if self.max_active_runs != 1:
-            raise RuleViolation(("max_active_runs",), "must be 1: two compactions of one table would waste work")
         for index, table in enumerate(self.tables):
             if table in self.tables[:index]:
                 raise RuleViolation(("tables", index), f"table {table!r} is listed twice")
