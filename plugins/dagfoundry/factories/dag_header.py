@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import DAG, Asset, Param
 
@@ -44,7 +45,7 @@ def new_dag(
         description=(written.splitlines() or [f"{spec.kind} pipeline"])[0][:200],
         doc_md=render_doc_md(loaded, outlets or []),
         schedule=schedule_of(spec, data_intervals=data_intervals),
-        start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=timezone.utc),
+        start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=ZoneInfo(spec.timezone)),
         catchup=spec.catchup,
         max_active_runs=spec.max_active_runs,
         tags=sorted({"dagfoundry", spec.kind, *spec.tags}),
@@ -65,8 +66,8 @@ def schedule_of(spec: DagSpec, *, data_intervals: bool) -> Any:
 
     expression = PRESET_CRON.get(schedule, schedule)
     if data_intervals:
-        return CronDataIntervalTimetable(expression, timezone="UTC")
-    return CronTriggerTimetable(expression, timezone="UTC")
+        return CronDataIntervalTimetable(expression, timezone=spec.timezone)
+    return CronTriggerTimetable(expression, timezone=spec.timezone)
 
 
 def params_of(spec: DagSpec) -> dict[str, Param]:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dagfoundry.specs.types import ConnId, DagName, Duration, Schedule
+from dagfoundry.specs.types import ConnId, DagName, Duration, Schedule, TimeZoneName
 
 #: JSON-schema types a manual-trigger parameter may have.
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -85,7 +85,11 @@ class DagSpec(StrictModel):
         default=None,
         description="A cron expression or preset (@daily...), a list of Asset names (runs when all update), or null.",
     )
-    start_date: date = Field(default=date(2025, 1, 1), description="First date the schedule covers.")
+    timezone: TimeZoneName = Field(
+        default="UTC",
+        description="Time zone of the cron schedule and start_date (IANA name); runs follow daylight saving time.",
+    )
+    start_date: date = Field(default=date(2025, 1, 1), description="First date the schedule covers (in timezone).")
     catchup: bool = Field(default=False, description="Create runs for past intervals since start_date.")
     retries: int = Field(default=2, ge=0, le=20, description="Retries per task.")
     retry_delay: Duration = Field(default=timedelta(minutes=5), description="Wait between retries ('5m', '30s').")

@@ -124,6 +124,8 @@ class FeatureBackfillSpec(DagSpec):
     def _definition_is_valid(self) -> FeatureBackfillSpec:
         if self.schedule is None:
             raise RuleViolation(("schedule",), "feature views need a schedule: a cron expression or source Assets")
+        if self.timezone != "UTC":
+            raise RuleViolation(("timezone",), "feature dates are UTC days: a feature view's schedule runs in UTC")
         self._check_sources()
         self._check_features()
         return self

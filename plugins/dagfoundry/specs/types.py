@@ -103,6 +103,16 @@ def _schedule(value: Any) -> str | tuple[str, ...] | None:
     )
 
 
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone: use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
+    return value
+
+
 def _not_an_asset(item: Any) -> str:
     raise ValueError(f"{item!r} is not an Asset name (a string)")
 
@@ -113,6 +123,12 @@ DagName = Annotated[str, AfterValidator(_dag_name), WithJsonSchema({"type": "str
 Identifier = Annotated[str, AfterValidator(_identifier), WithJsonSchema({"type": "string", "pattern": _IDENTIFIER.pattern})]
 #: ``[database.][schema.]table``: never SQL, always quoted when used.
 QualifiedName = Annotated[str, AfterValidator(_qualified_name), WithJsonSchema({"type": "string", "pattern": _QUALIFIED.pattern})]
+#: An IANA time zone name (``UTC``, ``Europe/Berlin``).
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_timezone),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)*$", "examples": ["UTC", "Europe/Berlin"]}),
+]
 #: An Airflow connection id (the secret lives in the connection, never in the spec).
 ConnId = Annotated[str, AfterValidator(_conn_id), WithJsonSchema({"type": "string", "pattern": _CONN_ID.pattern})]
 #: The name of an Airflow Asset produced or consumed by a DAG.
