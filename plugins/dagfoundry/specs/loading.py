@@ -5,6 +5,10 @@ The config root is found the same way for a file and a folder (:func:`config_roo
 ``defaults.yaml`` on the way up from the path, below the project boundary (the first folder
 whose parent holds ``.git`` or ``pyproject.toml``); without any, the path's own folder.
 
+A defaults file applies its keys to every spec below it, and the keys under
+``kinds: {<kind>: ...}`` to specs of that kind only (over the shared ones of the same file),
+so kind-specific keys never break the other kinds of the folder.
+
 Precedence, lowest first: ``<config root>/defaults.yaml``, then the ``defaults.yaml`` of
 each folder on the way down to the spec's own folder, then the spec itself. Mappings merge
 key by key; any other value (a list, a scalar) from a nearer file replaces the farther one.
@@ -35,6 +39,8 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 CONFIG_DIR_ENV = "DAGFOUNDRY_CONFIG_DIR"
 #: A folder holding one of these is a project root: the config root search stops below it.
 PROJECT_MARKERS = (".git", "pyproject.toml")
+#: Key of a defaults file whose sections apply to one kind each (``kinds: {cdc_ingestion: {...}}``).
+KINDS_KEY = "kinds"
 
 
 @dataclass(frozen=True)
@@ -149,9 +155,10 @@ class SpecLoader:
         shown = self.display_path(path)
         text = read_spec_text(path, shown)
         document = read_document(shown, text, self.environ)
+        kind = _kind_of(document)
         layers = [d for d in self._defaults_chain(path.resolve().parent) if d is not None]
-        merged = merge_documents([*layers, document]) if layers else document
-        model = spec_model_of(_kind_of(document))
+        merged = merge_documents([*(_for_kind(d, kind) for d in layers), document]) if layers else document
+        model = spec_model_of(kind)
         assert model is not None  # _kind_of raised otherwise
         try:
             spec = model.model_validate(merged.data)
@@ -185,6 +192,7 @@ class SpecLoader:
             if candidate.is_file():
                 shown = self.display_path(candidate)
                 document = read_document(shown, read_spec_text(candidate, shown), self.environ)
+                _check_kind_sections(document)
                 for reserved in ("kind", "name"):
                     if reserved in document.data:
                         pos = document.positions[(reserved,)]
@@ -192,6 +200,49 @@ class SpecLoader:
                         raise SpecErrors([SpecError(pos.path, pos.line, pos.column, reserved, message)])
             self._defaults[folder] = document
         return self._defaults[folder]
+
+
+def _check_kind_sections(document: Document) -> None:
+    """``kinds:`` in a defaults file maps known kinds to defaults for that kind only."""
+    sections = document.data.get(KINDS_KEY)
+    if sections is None:
+        return
+    errors = []
+    if not isinstance(sections, dict):
+        pos = document.position_of((KINDS_KEY,))
+        errors.append(SpecError(pos.path, pos.line, pos.column, KINDS_KEY, "must map kinds to their defaults"))
+    else:
+        kinds = known_kinds()
+        for kind, section in sections.items():
+            pos = document.position_of((KINDS_KEY, kind))
+            if kind not in kinds:
+                close = difflib.get_close_matches(str(kind), kinds, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known kinds: {', '.join(kinds)}"
+                errors.append(SpecError(pos.path, pos.line, pos.column, f"{KINDS_KEY}.{kind}", f"unknown kind; {hint}"))
+            elif not isinstance(section, dict):
+                message = "must be a mapping of that kind's keys"
+                errors.append(SpecError(pos.path, pos.line, pos.column, f"{KINDS_KEY}.{kind}", message))
+    if errors:
+        raise SpecErrors(errors)
+
+
+def _for_kind(defaults: Document, kind: str) -> Document:
+    """Return the defaults that apply to ``kind``: the shared keys, then its ``kinds:`` section over them."""
+    if KINDS_KEY not in defaults.data:
+        return defaults
+    shared = Document(path=defaults.path, data={k: v for k, v in defaults.data.items() if k != KINDS_KEY})
+    section = Document(path=defaults.path, data=defaults.data[KINDS_KEY].get(kind) or {})
+    for key_path, position in defaults.positions.items():
+        if key_path[:1] != (KINDS_KEY,):
+            shared.positions[key_path] = position
+        elif key_path[1:2] == (kind,) and len(key_path) > 2:
+            section.positions[key_path[2:]] = position
+    for key_path, raw in defaults.raw_scalars.items():
+        if key_path[:1] != (KINDS_KEY,):
+            shared.raw_scalars[key_path] = raw
+        elif key_path[1:2] == (kind,):
+            section.raw_scalars[key_path[2:]] = raw
+    return merge_documents([shared, section])
 
 
 def _kind_of(document: Document) -> str:
