@@ -45,7 +45,7 @@ def register_valid_dags(namespace: dict[str, Any], config_dir: Path | None = Non
     """
     from airflow.sdk import get_parsing_context
 
-    root = config_dir or default_config_dir()
+    root = (config_dir or default_config_dir()).resolve()
     started = time.perf_counter()
     wanted = get_parsing_context().dag_id
     fingerprint: tuple[Any, ...] | None = None  # of the whole folder; a worker's one-DAG parse has none
@@ -79,9 +79,7 @@ def _keep_last_valid_versions(root: Path, result: LoadResult, namespace: dict[st
     """Record each valid spec; build a broken one's last valid version, flagged. Return the flagged dag ids."""
     store = LastValidStore(root)
     display = SpecLoader(root).display_path
-    for loaded in result.specs:
-        if loaded.spec.name in built:
-            store.save(loaded)
+    store.save_all([loaded for loaded in result.specs if loaded.spec.name in built])
     present = {display(path) for path in find_spec_files(root)}
     valid = {loaded.path for loaded in result.specs}
     flagged = []
@@ -108,7 +106,7 @@ def raise_spec_errors(config_dir: Path | None = None) -> None:
 
     if get_parsing_context().dag_id:
         return  # a worker running one task does not need the error report
-    root = config_dir or default_config_dir()
+    root = (config_dir or default_config_dir()).resolve()
     result = load_config_dir(root)
     errors = [*result.errors, *_recorded_build_failures(root)]
     if errors:

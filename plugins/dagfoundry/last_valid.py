@@ -16,6 +16,7 @@ version of a spec cannot keep its DAG. Deleting a spec file deletes its DAG and 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from dagfoundry.specs.loading import LoadedSpec
 
 STATE_DIR_ENV = "DAGFOUNDRY_STATE_DIR"
+#: Digest of each record, so a parse with nothing changed reads one file and writes none.
+INDEX_FILE = "index.json"
 #: The tag a DAG built from the last valid version of a broken spec carries.
 SPEC_ERROR_TAG = "spec-error"
 
@@ -62,27 +65,20 @@ class LastValidStore:
         digest = hashlib.sha1(str(self.config_root.resolve()).encode()).hexdigest()[:12]
         return state_dir() / f"last_valid-{digest}"
 
-    def save(self, loaded: LoadedSpec) -> None:
-        """Record ``loaded`` as the last valid version of its file (no write when unchanged)."""
-        record = {
-            "path": loaded.path,
-            "name": loaded.spec.name,
-            "text": loaded.text,
-            "data": loaded.document.data,
-            "raw_scalars": [[list(key), raw] for key, raw in loaded.document.raw_scalars.items()],
-            "defaults": list(loaded.defaults),
-        }
-        text = yaml.dump(record, Dumper=_Dumper, sort_keys=True, allow_unicode=True)
-        target = self._file_of(loaded.path)
-        try:
-            if target.read_text(encoding="utf-8") == text:
-                return
-        except OSError:
-            pass
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, target)
+    def save_all(self, specs: list[LoadedSpec]) -> None:
+        """Record each spec as the last valid version of its file (only the changed ones are written)."""
+        index = self._read_index()
+        changed = False
+        for loaded in specs:
+            name = self._file_of(loaded.path).name
+            digest = _digest(loaded)
+            if index.get(name) == digest and (self.folder / name).exists():
+                continue
+            self._write(self.folder / name, yaml.dump(_record(loaded), Dumper=_Dumper, sort_keys=True, allow_unicode=True))
+            index[name] = digest
+            changed = True
+        if changed:
+            self._write(self.folder / INDEX_FILE, json.dumps(index, sort_keys=True))
 
     def restore(self, path: str) -> LoadedSpec | None:
         """Return the last valid version of the spec file shown as ``path``, or None."""
@@ -94,7 +90,7 @@ class LastValidStore:
 
     def restore_by_name(self, dag_id: str) -> LoadedSpec | None:
         """Return the last valid version of the spec named ``dag_id`` (a worker running a flagged DAG)."""
-        for file in sorted(self.folder.glob("*.yaml")):
+        for file in sorted(self.folder.glob("*.yaml")):  # a worker's rare path: only while a spec is broken
             try:
                 record = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
             except (OSError, yaml.YAMLError):
@@ -105,13 +101,47 @@ class LastValidStore:
 
     def forget_all_but(self, paths: set[str]) -> None:
         """Delete the records of spec files that no longer exist (their DAGs go with them)."""
+        index = self._read_index()
         keep = {self._file_of(p).name for p in paths}
-        for file in self.folder.glob("*.yaml"):
-            if file.name not in keep:
-                file.unlink(missing_ok=True)
+        gone = [name for name in index if name not in keep]
+        for name in gone:
+            (self.folder / name).unlink(missing_ok=True)
+            del index[name]
+        if gone:
+            self._write(self.folder / INDEX_FILE, json.dumps(index, sort_keys=True))
+
+    def _read_index(self) -> dict[str, str]:
+        try:
+            index = json.loads((self.folder / INDEX_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return index if isinstance(index, dict) else {}
+
+    def _write(self, target: Path, text: str) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, target)
 
     def _file_of(self, path: str) -> Path:
         return self.folder / (hashlib.sha1(path.encode()).hexdigest()[:16] + ".yaml")
+
+
+def _record(loaded: LoadedSpec) -> dict[str, Any]:
+    return {
+        "path": loaded.path,
+        "name": loaded.spec.name,
+        "text": loaded.text,
+        "data": loaded.document.data,
+        "raw_scalars": [[list(key), raw] for key, raw in loaded.document.raw_scalars.items()],
+        "defaults": list(loaded.defaults),
+    }
+
+
+def _digest(loaded: LoadedSpec) -> str:
+    raw = sorted(loaded.document.raw_scalars.items(), key=repr)
+    identity = (loaded.path, loaded.text, loaded.document.data, raw, loaded.defaults)
+    return hashlib.sha1(repr(identity).encode()).hexdigest()
 
 
 def _loaded_from(record: Any) -> LoadedSpec | None:

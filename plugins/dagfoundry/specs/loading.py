@@ -168,6 +168,9 @@ class SpecLoader:
 
     def display_path(self, path: Path) -> str:
         """Write ``path`` as messages show it: below the shown config root, or absolute outside it."""
+        text, root = str(path), str(self.config_root)
+        if text.startswith(root + os.sep):  # found under the (resolved) root: no file system call
+            return str(Path(self.shown_root) / text[len(root) + 1 :])
         resolved = path.absolute().parent.resolve() / path.name  # a symlinked spec keeps its own name
         try:
             below = resolved.relative_to(self.config_root)
