@@ -69,3 +69,13 @@ def test_render_shows_schedule_assets_and_task_order():
     # owner is in the spec itself; retries and retry_delay come from the root defaults file
     assert "defaults applied: dag_configs/defaults.yaml" in out
     assert 'retry_delay = "2m"  (dag_configs/defaults.yaml:4)' in out and "owner =" not in out
+
+
+def test_one_file_is_checked_against_the_assets_its_whole_folder_produces():
+    done = run_cli("lint", "tests/fixtures/bad_specs/unknown_schedule_asset.yaml")
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "tests/fixtures/bad_specs/unknown_schedule_asset.yaml:7:5: schedule: no spec produces Asset "
+        "'lake.mirror.shop.public.ordrs', so this DAG would never run; did you mean 'lake.mirror.shop.public.orders'?",
+        "dagfoundry lint: 1 spec(s) checked, 0 valid; 1 error(s) in 1 file(s)",
+    ]
