@@ -2,8 +2,8 @@
 
 The hook owns the Airflow connection (conn type ``kafka_connect``, with a form and a *Test*
 button in the UI once the package is installed; an ``http`` connection works too) and every
-REST call. It is imported
-by DAG factories at parse time, so ``requests`` is imported only inside the methods.
+REST call. It is imported by DAG factories at parse time, so ``requests`` is imported only
+inside the methods.
 
 Connection fields:
 
