@@ -264,6 +264,7 @@ def airflow_environment(base: dict[str, str], *, port: int | None = None) -> dic
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": parallelism,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the connection forms' Test button
         "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
         "GX_ANALYTICS_ENABLED": "false",
         **base,
