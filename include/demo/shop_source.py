@@ -30,6 +30,13 @@ def recreate_database() -> None:
         cur.execute(f"CREATE DATABASE {DEMO_DATABASE}")
 
 
+def replication_slots() -> list[str]:
+    """Return the names of the replication slots on the demo database."""
+    with closing(admin_connection()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (DEMO_DATABASE,))
+        return [r[0] for r in cur.fetchall()]
+
+
 def seed(customers: int = 500, orders: int = 5000, seed_value: int = 7) -> None:
     """Create the shop tables and fill them."""
     rng = random.Random(seed_value)

@@ -19,6 +19,7 @@ import json
 import sys
 
 BATCH_ID, SEQ, DELETED, OP = "_df_batch_id", "_df_seq", "_df_deleted", "_df_op"
+TRUNCATE_OP = "t"
 LSN, SOURCE_TS_MS = "_df_lsn", "_df_source_ts_ms"
 MIRROR_METADATA = (BATCH_ID, SEQ, LSN, SOURCE_TS_MS)
 
@@ -46,11 +47,30 @@ def build_mirror(spark, table: dict):
     combined = frames[0]
     for frame in frames[1:]:
         combined = combined.unionByName(frame, allowMissingColumns=True)
+    combined = drop_truncated(combined, events)
     latest_first = Window.partitionBy(*[F.col(k) for k in keys]).orderBy(F.col(BATCH_ID).desc(), F.col(SEQ).desc())
     latest = combined.withColumn("_df_rank", F.row_number().over(latest_first)).where("_df_rank = 1")
     present = latest.where(~F.col(DELETED))
     output = [c for c in columns if c in combined.columns] + list(MIRROR_METADATA)
     return present.select(*[F.col(c) for c in output])
+
+
+def drop_truncated(combined, events):
+    """Drop every row older than the table's latest TRUNCATE marker, and the markers.
+
+    A marker (``_df_op = 't'``, no key) means the table was empty at that point of the
+    emission order ``(_df_batch_id, _df_seq)``; mirror rows carry their event's position.
+    """
+    from pyspark.sql import functions as F
+
+    if OP not in events.columns:
+        return combined
+    marker = events.where(F.col(OP) == TRUNCATE_OP).agg(F.max(F.struct(BATCH_ID, SEQ)).alias("at")).first()
+    if marker is None or marker["at"] is None:
+        return combined
+    batch, seq = marker["at"][BATCH_ID], marker["at"][SEQ]
+    newer = (F.col(BATCH_ID) > F.lit(batch)) | ((F.col(BATCH_ID) == F.lit(batch)) & (F.col(SEQ) > F.lit(seq)))
+    return combined.where(newer & (F.col(OP).isNull() | (F.col(OP) != TRUNCATE_OP)))
 
 
 def main(argv: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""``python -m dagfoundry lint | schema | render``: the spec author's tools."""
+"""``python -m dagfoundry lint | schema | render | cdc-slots | cdc-drop-slot``: the spec author's tools."""
 
 from __future__ import annotations
 
@@ -24,7 +24,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema.add_argument("--out", type=Path, help="folder for <kind>.schema.json files (default: print)")
     render = commands.add_parser("render", help="print the DAG a spec generates")
     render.add_argument("spec", type=Path)
+    for name, text in (("cdc-slots", "list the replication slots on a source, orphans (no spec) marked"),
+                       ("cdc-drop-slot", "drop the slot and publication of a removed cdc_ingestion spec")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--conn-id", required=True, help="Airflow connection of the source PostgreSQL")
+        command.add_argument("--database", help="database (default: the connection's schema)")
+        command.add_argument("--configs", type=Path, nargs="*", help="spec folders that own slots (default: the config folder)")
+        if name == "cdc-drop-slot":
+            command.add_argument("--slot", required=True)
+            command.add_argument("--publication", help="publication to drop too (default: the slot's name)")
     args = parser.parse_args(argv)
+    if args.command in ("cdc-slots", "cdc-drop-slot"):
+        return slots_command(args)
     if args.command == "lint":
         return lint_command(args.paths or [default_config_dir()], build=not args.no_build)
     if args.command == "schema":
@@ -85,6 +96,26 @@ def render_command(spec_path: Path) -> int:
         return 1
     dag = build_dag(loaded)
     print(describe_dag(dag))
+    return 0
+
+
+def slots_command(args: argparse.Namespace) -> int:
+    """List the source's slots, or drop an orphaned one; return the exit status."""
+    from dagfoundry.cdc import slot_admin
+    from dagfoundry.cdc.connector_config import SourceConnection
+    from dagfoundry.errors import DagfoundryError
+
+    connection = SourceConnection.from_airflow(args.conn_id, args.database)
+    owned = slot_admin.owned_slots(args.configs or [default_config_dir()])
+    if args.command == "cdc-slots":
+        print(slot_admin.format_slots(slot_admin.list_slots(connection, owned)))
+        return 0
+    try:
+        result = slot_admin.drop_slot(connection, args.slot, args.publication or args.slot, owned)
+    except DagfoundryError as exc:
+        print(f"cdc-drop-slot: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
     return 0
 
 

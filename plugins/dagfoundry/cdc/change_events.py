@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from dagfoundry.cdc.source_schema import SourceColumn, SourceTable
 
 _DATA_OPS = frozenset("curd")
+#: ``source.snapshot`` of an initial-snapshot record that is not the snapshot's last one:
+#: offsets committed there would make Debezium restart the snapshot from scratch
+_OPEN_SNAPSHOT_MARKS = frozenset(("true", "first", "first_in_data_collection", "last_in_data_collection"))
 
 
 class ChangeEventError(DagfoundryError):
@@ -48,14 +51,14 @@ def _batch_decoder() -> Callable[[str | bytes], list] | None:
         import msgspec
     except ImportError:
         return None
-    source = msgspec.defstruct("_Source", [(name, Any, None) for name in ("schema", "table", "lsn", "ts_ms")])
+    source = msgspec.defstruct("_Source", [(name, Any, None) for name in ("schema", "table", "lsn", "ts_ms", "snapshot")])
     fields = [("op", Any, None), ("source", source | None, None), ("before", Any, None), ("after", Any, None)]
     envelope = msgspec.defstruct("_Envelope", [*fields, ("schema", Any, None), ("payload", Any, None)])
     return msgspec.json.Decoder(list[envelope | None]).decode  # type: ignore[valid-type]
 
 
 class _NoSource:
-    schema = table = lsn = ts_ms = None
+    schema = table = lsn = ts_ms = snapshot = None
 
 
 _NO_SOURCE = _NoSource()
@@ -77,6 +80,8 @@ class ChangeBatchBuilder:
         self._rows: dict[str, list[tuple[str, int | None, int | None, dict]]] = {t: [] for t in self.tables}
         self._decode = _json_decoder()
         self.ignored_events = 0
+        #: the latest data event belongs to an unfinished initial snapshot
+        self.snapshot_open = False
 
     def add_json(self, destination: str | None, key: str | bytes | None, value: str | bytes | None) -> None:
         """Add one event as Debezium's JSON key and value strings.
@@ -131,11 +136,13 @@ class ChangeBatchBuilder:
             self.add_envelope(envelope.payload)  # a converter that kept schemas
             return
         source = envelope.source or _NO_SOURCE
+        self._track_snapshot(envelope.op, source.snapshot)
         self._add_change(envelope.op, f"{source.schema}.{source.table}", source.lsn, source.ts_ms, envelope.before, envelope.after)
 
     def add_envelope(self, envelope: Mapping[str, Any]) -> None:
         """Add one decoded Debezium envelope."""
         source = envelope.get("source") or {}
+        self._track_snapshot(envelope.get("op"), source.get("snapshot"))
         self._add_change(
             envelope.get("op"),
             f"{source.get('schema')}.{source.get('table')}",
@@ -145,6 +152,10 @@ class ChangeBatchBuilder:
             envelope.get("after"),
         )
 
+    def _track_snapshot(self, op: Any, marker: Any) -> None:
+        if op is not None and op != "m":
+            self.snapshot_open = op == "r" and str(marker).lower() in _OPEN_SNAPSHOT_MARKS
+
     def _add_change(self, op: Any, table_id: str, lsn: Any, ts_ms: Any, before: Any, after: Any) -> None:
         if table_id in self._ignored or op == "m":
             self.ignored_events += 1
@@ -152,11 +163,11 @@ class ChangeBatchBuilder:
         rows = self._rows.get(table_id)
         if rows is None:
             raise ChangeEventError(f"capture {self.source!r}: event for table {table_id!r}, which is not captured")
+        if op == landing.TRUNCATE_OP:
+            rows.append(truncate_marker(lsn, ts_ms))
+            return
         if op not in _DATA_OPS:
-            raise ChangeEventError(
-                f"capture {self.source!r}: table {table_id}: operation {op!r} cannot be mirrored"
-                + (" (TRUNCATE: re-snapshot the table)" if op == "t" else "")
-            )
+            raise ChangeEventError(f"capture {self.source!r}: table {table_id}: operation {op!r} cannot be mirrored")
         image = before if op == "d" else after
         if image is None:
             raise ChangeEventError(f"capture {self.source!r}: table {table_id}: {op!r} event without its row image")
@@ -171,6 +182,11 @@ class ChangeBatchBuilder:
             raise ChangeEventError(f"capture {self.source!r}: tombstone for table {table_id!r}, which is not captured")
         rows.append(("d", None, None, dict(key)))
 
+    def take_rows(self) -> dict[str, list]:
+        """Return the collected rows per table and start empty (chunked landing)."""
+        taken, self._rows = self._rows, {t: [] for t in self.tables}
+        return taken
+
     def counts(self) -> dict[str, int]:
         """Return the number of rows collected per table."""
         return {t: len(rows) for t, rows in self._rows.items()}
@@ -184,6 +200,14 @@ class ChangeBatchBuilder:
         return rows_to_arrow(self.tables[table_id], self._rows[table_id], batch_id)
 
 
+def truncate_marker(lsn: Any, ts_ms: Any) -> tuple[str, Any, Any, dict]:
+    """Return the landing row of a TRUNCATE: op ``t``, every source column null.
+
+    The mirror drops every row of the table older than the marker (emission order).
+    """
+    return (landing.TRUNCATE_OP, lsn, ts_ms, {})
+
+
 def rows_to_arrow(table: SourceTable, rows: list[tuple[str, int | None, int | None, dict]], batch_id: int) -> pa.Table:
     """Build the landing Arrow table of one table's events (in emission order)."""
     import pyarrow as pa
@@ -191,7 +215,7 @@ def rows_to_arrow(table: SourceTable, rows: list[tuple[str, int | None, int | No
     from dagfoundry.cdc.source_schema import arrow_type
 
     n = len(rows)
-    deleted = pa.array([r[0] == "d" for r in rows], pa.bool_())
+    deleted = pa.array([r[0] in landing.REMOVING_OPS for r in rows], pa.bool_())
     try:
         arrays = _columns_in_arrow(table, rows, deleted)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):

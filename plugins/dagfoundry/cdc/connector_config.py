@@ -66,8 +66,9 @@ class CaptureConfig:
     :param tables: the captured tables
     :param database: database name; defaults to the connection's ``schema`` field
     :param slot_name: replication slot; default ``dagfoundry_<source>``
-    :param publication_name: publication (created filtered to the tables); default
-        ``dagfoundry_<source>``
+    :param publication_name: publication; default ``dagfoundry_<source>``. Embedded mode
+        manages it (only tables with a replica identity, plus the signal table); connect
+        mode lets Debezium create it filtered to the tables
     :param signal_table: ``schema.table`` of the Debezium signal table (ad-hoc incremental
         snapshots); None disables source-channel signals
     :param heartbeat_interval_ms: heartbeat period so the slot advances on quiet databases;
@@ -217,6 +218,11 @@ def debezium_properties(
         "key.converter.schemas.enable": "false",
         "value.converter.schemas.enable": "false",
     }
+    keyed = [t for t in config.tables if t.primary_key]
+    if keyed:
+        # Event keys = the declared keys, also for a table without a primary key (REPLICA
+        # IDENTITY FULL): an incremental snapshot deduplicates its window by event key.
+        props["message.key.columns"] = ";".join(f"{_anchored(t.table_id)}:{','.join(t.primary_key)}" for t in keyed)
     if config.signal_table:
         props["signal.data.collection"] = config.signal_table
         props["signal.enabled.channels"] = "source"
@@ -228,6 +234,9 @@ def debezium_properties(
         props.update(
             {
                 "name": config.engine_name,
+                # The capture keeps the publication to tables with a replica identity
+                # (dagfoundry.cdc.publication); Debezium would add every listed table.
+                "publication.autocreate.mode": "disabled",
                 "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
                 "offset.storage.file.filename": str(offsets_file),
                 # Offsets are marked only after a batch is landed, then flushed at once.

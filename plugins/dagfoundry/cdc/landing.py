@@ -24,8 +24,12 @@ from dagfoundry.lake.publish import LakeLocation, publish_directory
 if TYPE_CHECKING:
     import pyarrow as pa
 
-#: 'c' insert, 'u' update, 'd' delete, 'r' snapshot read (string)
+#: 'c' insert, 'u' update, 'd' delete, 'r' snapshot read, 't' truncate (string)
 OP = "_df_op"
+#: a TRUNCATE marker row: every source column null; the table is empty as of this event
+TRUNCATE_OP = "t"
+#: operations that remove rows (``_df_deleted`` is true for them)
+REMOVING_OPS = ("d", TRUNCATE_OP)
 #: the batch id (int64)
 BATCH_ID = "_df_batch_id"
 #: emission order within the batch and table, 0..n-1 (int64)
@@ -34,7 +38,7 @@ SEQ = "_df_seq"
 LSN = "_df_lsn"
 #: commit time in the source, epoch milliseconds (int64)
 SOURCE_TS_MS = "_df_source_ts_ms"
-#: True for deletes (boolean)
+#: True for deletes and truncate markers (boolean)
 DELETED = "_df_deleted"
 METADATA_COLUMNS = (OP, BATCH_ID, SEQ, LSN, SOURCE_TS_MS, DELETED)
 #: order of events across batches (latest = greatest)

@@ -49,14 +49,22 @@ def read_mirror_state(lake_root: Path, source: str, table_id: str) -> dict | Non
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def prepare_mirror_plan(lake_root: Path, source: str, tables: Sequence[str] | None = None) -> str | None:
+def prepare_mirror_plan(
+    lake_root: Path, source: str, tables: Sequence[str] | None = None, *, max_rows: int | None = None
+) -> str | None:
     """Write the Spark plan for every table with new batches; return its path or None.
+
+    Every planned batch has passed its quality checks: a batch without a quality record
+    (landed just before a crash) is checked here first.
 
     :param lake_root: the lake's root directory
     :param source: the capture's source name
     :param tables: ``schema.table`` ids; all landed tables of the source when None
+    :param max_rows: the quality check's bound on a batch's rows
+    :raises dagfoundry.errors.DataQualityError: when a planned batch fails its checks
     """
     from dagfoundry.cdc.offsets import read_mirror_floor
+    from dagfoundry.cdc.quality import require_checked
 
     lake_root = Path(lake_root)
     plan_id = uuid.uuid4().hex
@@ -71,6 +79,7 @@ def prepare_mirror_plan(lake_root: Path, source: str, tables: Sequence[str] | No
         batches = landing.list_batches(lake_root, source, table_id, after=after)
         if not batches:
             continue
+        require_checked(lake_root, source, table_id, batches, max_rows=max_rows)
         last_manifest = landing.read_manifest(lake_root, source, table_id, batches[-1])
         location = mirror_location(lake_root, source, table_id)
         batch_paths = [landing.batch_path(lake_root, source, table_id, b) for b in batches]
@@ -161,6 +170,7 @@ def update_mirrors(
     tables: Sequence[str] | None = None,
     conn_id: str = "spark_local",
     conf: Mapping[str, str] | None = None,
+    max_rows: int | None = None,
 ) -> dict:
     """Plan, run the Spark job (through ``SparkSubmitHook``) and publish; return the summary.
 
@@ -169,7 +179,7 @@ def update_mirrors(
     """
     from dagfoundry.spark_submit import submit_spark_app
 
-    plan_path = prepare_mirror_plan(lake_root, source, tables)
+    plan_path = prepare_mirror_plan(lake_root, source, tables, max_rows=max_rows)
     if plan_path is None:
         return {"tables": {}}
     submit_spark_app("cdc_mirror", [plan_path], conn_id=conn_id, conf=conf)

@@ -78,6 +78,9 @@ def reset_offsets(
         dropped = drop_replication_slot(connection, config.slot)
     floor = landing.next_batch_id(lake_root, config.source)
     write_mirror_floor(lake_root, config.source, floor)
+    from dagfoundry.cdc.capture_tables import forget_snapshotted
+
+    forget_snapshotted(lake_root, config.source)  # the new initial snapshot covers every table
     return {"source": config.source, "kept_offsets": str(kept) if kept else None, "slot_dropped": dropped, "mirror_floor": floor}
 
 

@@ -2,20 +2,28 @@
 
 Checks per table batch: the Parquet files hold as many rows as the manifest says (a batch
 was not truncated), emission sequence numbers are exactly ``0..n-1``, no key column is
-null, every operation is one of ``c``/``u``/``d``/``r``, and (optionally) the batch is not
+null (except on a truncate marker ``t``, which has no key), every operation is one of
+``c``/``u``/``d``/``r``/``t``, and (optionally) the batch is not
 larger than a limit. A failure raises :class:`~dagfoundry.errors.DataQualityError`
 naming the source, table, batch and figures; the mirror is then not updated.
+
+A batch that passes gets a record under ``_cdc_state/<source>/quality/<table>/``. The
+mirror plan applies only recorded batches and checks any other itself first
+(:func:`require_checked`): a batch landed just before a crash, whose check never ran,
+is checked before it is mirrored.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from dagfoundry.cdc import landing
 from dagfoundry.errors import DataQualityError
 
-_VALID_OPS = ("c", "u", "d", "r")
+_VALID_OPS = ("c", "u", "d", "r", landing.TRUNCATE_OP)
 
 
 def check_batch(lake_root: Path, source: str, table_id: str, batch_id: int, *, max_rows: int | None = None) -> dict:
@@ -36,8 +44,9 @@ def check_batch(lake_root: Path, source: str, table_id: str, batch_id: int, *, m
         problems.append(f"{rows.num_rows} rows in the files but {manifest['row_count']} in the manifest")
     if rows.num_rows == 0:
         problems.append("the batch is empty (a landed batch always holds at least one event)")
+    keyed = rows.filter(pc.not_equal(rows.column(landing.OP), landing.TRUNCATE_OP)) if rows.num_rows else rows
     for key in keys:
-        nulls = rows.column(key).null_count
+        nulls = keyed.column(key).null_count
         if nulls:
             problems.append(f"{nulls} of {rows.num_rows} rows have a null key column {key!r}")
     seq = rows.column(landing.SEQ)
@@ -50,7 +59,39 @@ def check_batch(lake_root: Path, source: str, table_id: str, batch_id: int, *, m
         problems.append(f"{rows.num_rows} rows exceed the limit of {max_rows}")
     if problems:
         raise DataQualityError(f"CDC batch check failed for {where}: " + "; ".join(problems))
-    return {"rows": rows.num_rows, "ops": manifest.get("ops", {})}
+    figures = {"rows": rows.num_rows, "ops": manifest.get("ops", {})}
+    _write_record(lake_root, source, table_id, batch_id, figures)
+    return figures
+
+
+def _record_path(lake_root: Path, source: str, table_id: str, batch_id: int) -> Path:
+    from dagfoundry.cdc.embedded_capture import state_dir
+
+    return state_dir(Path(lake_root), source) / "quality" / table_id / f"{landing.format_batch_dir(batch_id)}.json"
+
+
+def _write_record(lake_root: Path, source: str, table_id: str, batch_id: int, figures: dict) -> None:
+    path = _record_path(lake_root, source, table_id, batch_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(figures, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def passed(lake_root: Path, source: str, table_id: str, batch_id: int) -> bool:
+    """Return whether a batch has passed its checks (it has a quality record)."""
+    return _record_path(lake_root, source, table_id, batch_id).is_file()
+
+
+def require_checked(lake_root: Path, source: str, table_id: str, batch_ids: Sequence[int], *, max_rows: int | None = None) -> list[int]:
+    """Check every batch without a quality record now; return the batches checked here.
+
+    :raises DataQualityError: listing every failing batch (nothing may be mirrored then)
+    """
+    todo = [b for b in batch_ids if not passed(lake_root, source, table_id, b)]
+    if todo:
+        check_batches(lake_root, source, todo, tables=[table_id], max_rows=max_rows)
+    return todo
 
 
 def check_batches(

@@ -59,6 +59,7 @@ def request_incremental_snapshot(
     *,
     captured_tables: Sequence[str] | None = None,
     signal_id: str | None = None,
+    surrogate_key: str | None = None,
 ) -> str:
     """Insert an ``execute-snapshot`` (incremental) signal for ``tables``; return its id.
 
@@ -67,6 +68,7 @@ def request_incremental_snapshot(
     :param tables: ``schema.table`` ids to re-snapshot
     :param captured_tables: when given, every table must be among them
     :param signal_id: the row id (idempotent retries reuse it); a new UUID by default
+    :param surrogate_key: the column to chunk by, for a table without a primary key
     :raises SignalError: for an empty list, a table that is not captured, or a bad name
     """
     import psycopg2
@@ -80,7 +82,10 @@ def request_incremental_snapshot(
     signal_id = signal_id or f"dagfoundry-{uuid.uuid4().hex[:24]}"
     if len(signal_id) > 42:
         raise SignalError(f"re-snapshot: signal id {signal_id!r} is longer than the signal table's 42 characters")
-    data = json.dumps({"data-collections": list(tables), "type": "incremental"})
+    document: dict = {"data-collections": list(tables), "type": "incremental"}
+    if surrogate_key:
+        document["surrogate-key"] = surrogate_key
+    data = json.dumps(document)
     conn = psycopg2.connect(**connection.psycopg2_kwargs())
     try:
         with conn, conn.cursor() as cur:

@@ -317,6 +317,7 @@ def merge_landed_batches(
         if not todo:
             return result
         rows = read_landed_batches(lake_root, source, table_id, todo)
+        _refuse_truncate(rows, target_table, table_id)
         plan = plan_merge(target_table=target_table, schema=rows.schema, key_columns=key_columns,
                           delete_mode=delete_mode, watermark_table=watermark_table)
         cursor.execute(create_target_sql(plan))
@@ -333,6 +334,17 @@ def merge_landed_batches(
     result.update(batches=todo, staged_rows=rows.num_rows, merged=dict(zip(names, (int(c) for c in counts), strict=True)),
                   watermark=todo[-1])
     return result
+
+
+def _refuse_truncate(rows: pa.Table, target_table: str, table_id: str) -> None:
+    """Fail on a TRUNCATE marker: the MERGE applies keyed events only."""
+    import pyarrow.compute as pc
+
+    if pc.any(pc.equal(rows.column(landing.OP), landing.TRUNCATE_OP)).as_py():
+        raise SnowflakeMergeError(
+            f"{target_table}: the source table {table_id} was truncated; truncate {target_table} in Snowflake, "
+            "set its watermark to the marker's batch and re-snapshot the table (the MERGE does not apply truncates)"
+        )
 
 
 def _to_frame(rows: pa.Table):

@@ -8,7 +8,10 @@ run at once)::
       -> update_mirror()                          -> {"tables": {table: {"last_batch_id", "row_count"}}}
          (or prepare_mirror -> SparkSubmitOperator(cdc_mirror, [plan]) -> publish_mirror(plan))
 
-UI actions (manual runs with params): :func:`request_resnapshot`, :func:`reset_capture`.
+UI actions (manual runs with params): :func:`request_resnapshot`, :func:`reset_capture`,
+:func:`decommission_capture`. The last task, :func:`report_capture_health`, fails the run
+for what must not pass silently (a skipped table, a slot holding too much WAL) after the
+other tables were landed and mirrored.
 Configuration arrives as frozen dataclasses; secrets come from the Airflow connection
 inside the task and never reach a return value.
 """
@@ -20,6 +23,11 @@ from pathlib import Path
 
 from dagfoundry.cdc.connector_config import CaptureConfig, SourceConnection
 from dagfoundry.cdc.embedded_capture import CaptureLimits
+from dagfoundry.errors import DagfoundryError
+
+
+class CaptureHealthError(DagfoundryError):
+    """A capture ran but left something that needs a person: a skipped table, a full slot."""
 
 
 def capture(config: CaptureConfig, lake_root: str, limits: CaptureLimits = CaptureLimits()) -> dict:
@@ -38,23 +46,24 @@ def pickup(config: CaptureConfig, lake_root: str, sink_dir: str, pattern: str = 
 
 
 def check_quality(lake_root: str, source: str, capture_summary: Mapping | None = None, max_rows: int | None = None) -> dict:
-    """Check the batches a capture landed (all not yet mirrored when no summary is given)."""
-    from dagfoundry.cdc.mirror import read_mirror_state
-    from dagfoundry.cdc.quality import check_batches
+    """Check every landed batch not yet mirrored and not yet checked.
 
-    if capture_summary is not None:
-        batch_id = capture_summary.get("batch_id")
-        if batch_id is None:
-            return {"tables": {}}
-        tables = sorted(capture_summary.get("rows_per_table", {}))
-        return {"tables": check_batches(Path(lake_root), source, [batch_id], tables=tables, max_rows=max_rows)}
+    Not only the capture's own batches: one landed just before a crash (the run failed
+    before its check) is checked by the next run. ``capture_summary`` is accepted for the
+    DAG's data dependency; its batches are among those checked.
+    """
     from dagfoundry.cdc import landing
+    from dagfoundry.cdc.mirror import read_mirror_state
+    from dagfoundry.cdc.quality import require_checked
 
-    figures = {}
-    for table_id in landing.list_landed_tables(Path(lake_root), source):
-        state = read_mirror_state(Path(lake_root), source, table_id)
-        after = state["last_batch_id"] if state else None
-        figures.update(check_batches(Path(lake_root), source, tables=[table_id], after=after, max_rows=max_rows))
+    figures: dict[str, dict] = {}
+    root = Path(lake_root)
+    for table_id in landing.list_landed_tables(root, source):
+        state = read_mirror_state(root, source, table_id)
+        pending = landing.list_batches(root, source, table_id, after=state["last_batch_id"] if state else None)
+        if pending:
+            checked = require_checked(root, source, table_id, pending, max_rows=max_rows)
+            figures[table_id] = {"unmirrored_batches": pending, "checked_now": checked}
     return {"tables": figures}
 
 
@@ -65,11 +74,11 @@ def update_mirror(lake_root: str, source: str, tables: Sequence[str] | None = No
     return update_mirrors(Path(lake_root), source, tables=tables, conn_id=conn_id)
 
 
-def prepare_mirror(lake_root: str, source: str, tables: Sequence[str] | None = None) -> str | None:
+def prepare_mirror(lake_root: str, source: str, tables: Sequence[str] | None = None, max_rows: int | None = None) -> str | None:
     """Write the mirror plan; its path goes to ``SparkSubmitOperator(application_args=[...])``."""
     from dagfoundry.cdc.mirror import prepare_mirror_plan
 
-    return prepare_mirror_plan(Path(lake_root), source, tables)
+    return prepare_mirror_plan(Path(lake_root), source, tables, max_rows=max_rows)
 
 
 def publish_mirror(plan_path: str | None) -> dict:
@@ -79,16 +88,31 @@ def publish_mirror(plan_path: str | None) -> dict:
     return publish_mirror_plan(plan_path)
 
 
-def request_resnapshot(config: CaptureConfig, tables: Sequence[str]) -> dict:
-    """Insert an incremental-snapshot signal for ``tables``; the next capture performs it."""
+def request_resnapshot(config: CaptureConfig, tables: Sequence[str], connection: SourceConnection | None = None) -> dict:
+    """Insert an incremental-snapshot signal for ``tables``; the next capture performs it.
+
+    :raises SignalError: for a table that is not captured or has no replica identity (the
+        capture skips it, so a signal would do nothing)
+    """
+    from dagfoundry.cdc.replica_identity import uncapturable_tables
     from dagfoundry.cdc.signals import SignalError, request_incremental_snapshot
 
     if not config.signal_table:
         raise SignalError(f"capture {config.source!r} has no signal table; set signal_table to re-snapshot")
-    connection = SourceConnection.from_airflow(config.conn_id, config.database)
+    connection = connection or SourceConnection.from_airflow(config.conn_id, config.database)
     captured = [t.table_id for t in config.tables]
-    signal_id = request_incremental_snapshot(connection, config.signal_table, list(tables), captured_tables=captured)
-    return {"source": config.source, "signal_id": signal_id, "tables": list(tables)}
+    unknown = [t for t in tables if t not in captured]
+    if unknown:
+        raise SignalError(f"re-snapshot: {', '.join(unknown)} not captured by {config.source!r} (captured: {', '.join(captured)})")
+    skipped = uncapturable_tables(connection, list(tables), full_identity_is_set=config.replica_identity_full)
+    if skipped:
+        raise SignalError("re-snapshot cannot work: " + "; ".join(skipped[t] for t in sorted(skipped)))
+    signal_ids = []
+    for table_id in tables:
+        declared = config.table(table_id).primary_key
+        surrogate = declared[0] if len(declared) == 1 else None
+        signal_ids.append(request_incremental_snapshot(connection, config.signal_table, [table_id], surrogate_key=surrogate))
+    return {"source": config.source, "signal_ids": signal_ids, "tables": list(tables)}
 
 
 def reset_capture(config: CaptureConfig, lake_root: str, drop_slot: bool = True) -> dict:
@@ -96,3 +120,32 @@ def reset_capture(config: CaptureConfig, lake_root: str, drop_slot: bool = True)
     from dagfoundry.cdc.offsets import reset_offsets
 
     return reset_offsets(config, Path(lake_root), drop_slot=drop_slot)
+
+
+def decommission_capture(config: CaptureConfig, lake_root: str, connection: SourceConnection | None = None) -> dict:
+    """Drop the capture's slot and publication and forget its offsets (a later capture re-snapshots)."""
+    from dagfoundry.cdc.offsets import reset_offsets
+    from dagfoundry.cdc.slots import decommission
+
+    connection = connection or SourceConnection.from_airflow(config.conn_id, config.database)
+    dropped = decommission(connection, config.slot, config.publication)
+    reset = reset_offsets(config, Path(lake_root), connection=connection, drop_slot=False)
+    return {**dropped, "kept_offsets": reset["kept_offsets"], "mirror_floor": reset["mirror_floor"]}
+
+
+def report_capture_health(capture_summary: Mapping | None) -> dict:
+    """Fail when the capture skipped tables or its slot retains more WAL than allowed.
+
+    Runs last, so the other tables were landed and mirrored first.
+
+    :raises CaptureHealthError: naming every problem and its fix
+    """
+    summary = dict(capture_summary or {})
+    problems = [*(summary.get("skipped_tables") or {}).values()]
+    if summary.get("slot_failure"):
+        problems.append(summary["slot_failure"])
+    report = {"skipped_tables": sorted(summary.get("skipped_tables") or {}), "slot": summary.get("slot"),
+              "slot_warning": summary.get("slot_warning")}
+    if problems:
+        raise CaptureHealthError("CDC capture needs attention:\n" + "\n".join(f"- {p}" for p in problems))
+    return report

@@ -5,11 +5,13 @@ One run, in order (``max_active_runs`` is forced to 1: two captures of a source 
     choose_action ─┬─> request_resnapshot ─┐
                    ├─> reset_offsets ──────┤
                    ├─> restart_connector ──┤   (connect mode)
+                   ├─> drop_slot (decommission; nothing follows)
                    └───────────────────────┴─> [deploy_connector >> connector_running] (connect mode)
                                                >> capture | pickup_sink_files
                                                >> check_quality
                                                >> plan_mirror >> spark_mirror >> publish_mirror (Assets)
                                                >> merge_<table> into Snowflake (optional, per table)
+                                               >> capture_health (fails on skipped tables, slot WAL)
 
 Configuration is turned into the engine's frozen dataclasses at parse time (pure Python);
 connections, the lake root and every heavy import are resolved inside the tasks.
@@ -69,11 +71,13 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
         choose = _choose_action(spec)
         pre_steps = _action_tasks(spec, config)
         ingest_head, ingest_tail = _ingest_tasks(spec, config)
-        for step in pre_steps.values():
-            choose >> step >> ingest_head
+        for name, step in pre_steps.items():
+            choose >> step
+            if name != "drop_slot":
+                step >> ingest_head
         choose >> ingest_head
         quality = _check_quality(spec, config.source, ingest_tail)
-        plan = _plan_mirror(config.source, table_ids)
+        plan = _plan_mirror(config.source, table_ids, spec.max_rows_per_batch)
         spark = SparkSubmitOperator(
             task_id="spark_mirror",
             application=application_path("cdc_mirror"),
@@ -82,10 +86,13 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
             conf=dict(DEFAULT_SPARK_CONF),
             name=f"dagfoundry-cdc-mirror-{spec.name}",
         )
-        publish = _publish_mirror(plan, outlets)
+        publish = _publish_mirror(plan, outlets, ingest_tail)
         quality >> plan >> spark >> publish
+        health = _capture_health(ingest_tail)
+        publish >> health
         if spec.snowflake is not None:
-            _snowflake_merges(spec, config, quality)
+            for merge in _snowflake_merges(spec, config, quality):
+                merge >> health
     return dag
 
 
@@ -96,7 +103,7 @@ def _choose_action(spec: CdcIngestionSpec) -> Any:
     def choose_action(params: dict | None = None) -> list[str]:
         action = (params or {}).get("action", "capture")
         first = "deploy_connector" if mode == "connect" else "capture"
-        steps = {"resnapshot": "request_resnapshot", "reset_offsets": "reset_offsets"}
+        steps = {"resnapshot": "request_resnapshot", "reset_offsets": "reset_offsets", "drop_slot": "drop_slot"}
         if mode == "connect":
             steps["restart_connector"] = "restart_connector"
         if action == "capture":
@@ -123,7 +130,14 @@ def _action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict[str, An
 
         return reset_capture(config, str(lake_root()))
 
-    steps: dict[str, Any] = {"resnapshot": request_resnapshot(), "reset_offsets": reset_offsets()}
+    @task(task_id="drop_slot")
+    def drop_slot() -> dict:
+        from dagfoundry.cdc.tasks import decommission_capture
+        from dagfoundry.settings import lake_root
+
+        return decommission_capture(config, str(lake_root()))
+
+    steps: dict[str, Any] = {"resnapshot": request_resnapshot(), "reset_offsets": reset_offsets(), "drop_slot": drop_slot()}
     if spec.mode == "connect":
         from dagfoundry.operators.debezium_connect import DebeziumConnectorRestartOperator
 
@@ -150,6 +164,9 @@ def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, A
                 idle_seconds=limits.idle.total_seconds(),
                 max_events=limits.max_events,
                 max_seconds=limits.max_duration.total_seconds(),
+                chunk_events=limits.chunk_events,
+                slot_wal_warn_bytes=limits.slot_wal_warn,
+                slot_wal_fail_bytes=limits.slot_wal_fail,
             )
             return run_capture(config, str(lake_root()), bounds)
 
@@ -210,7 +227,7 @@ def _check_quality(spec: CdcIngestionSpec, source: str, capture_summary: Any) ->
     return check_quality(capture_summary)
 
 
-def _plan_mirror(source: str, table_ids: list[str]) -> Any:
+def _plan_mirror(source: str, table_ids: list[str], max_rows: int | None) -> Any:
     @task(task_id="plan_mirror")
     def plan_mirror() -> str:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -218,7 +235,7 @@ def _plan_mirror(source: str, table_ids: list[str]) -> Any:
         from dagfoundry.cdc.tasks import prepare_mirror
         from dagfoundry.settings import lake_root
 
-        plan = prepare_mirror(str(lake_root()), source, table_ids)
+        plan = prepare_mirror(str(lake_root()), source, table_ids, max_rows)
         if plan is None:
             raise AirflowSkipException("no new change batches: the mirrors are up to date")
         return plan
@@ -226,27 +243,42 @@ def _plan_mirror(source: str, table_ids: list[str]) -> Any:
     return plan_mirror()
 
 
-def _publish_mirror(plan: Any, outlets: list[Asset]) -> Any:
+def _publish_mirror(plan: Any, outlets: list[Asset], capture_summary: Any) -> Any:
     @task(task_id="publish_mirror", outlets=outlets)
-    def publish_mirror(plan_path: str, outlet_events: Any = None) -> dict:
+    def publish_mirror(plan_path: str, summary: dict | None = None, outlet_events: Any = None) -> dict:
         from dagfoundry.cdc.tasks import publish_mirror as publish
 
         result = publish(plan_path)
+        slot = (summary or {}).get("slot") or {}
         for asset in outlets:
             table_id = asset.name.split(".", 3)[-1]
             figures = result.get("tables", {}).get(table_id)
             if figures and outlet_events is not None:
-                outlet_events[asset].extra = {k: v for k, v in figures.items() if isinstance(v, int | str)}
+                extra = {k: v for k, v in figures.items() if isinstance(v, int | str)}
+                if slot.get("retained_wal_bytes") is not None:
+                    extra["slot_retained_wal_bytes"] = slot["retained_wal_bytes"]
+                outlet_events[asset].extra = extra
         return result
 
-    return publish_mirror(plan)
+    return publish_mirror(plan, capture_summary)
 
 
-def _snowflake_merges(spec: CdcIngestionSpec, config: CaptureConfig, upstream: Any) -> None:
+def _capture_health(capture_summary: Any) -> Any:
+    @task(task_id="capture_health", trigger_rule="none_failed")
+    def capture_health(summary: dict | None = None) -> dict:
+        from dagfoundry.cdc.tasks import report_capture_health
+
+        return report_capture_health(summary)
+
+    return capture_health(capture_summary)
+
+
+def _snowflake_merges(spec: CdcIngestionSpec, config: CaptureConfig, upstream: Any) -> list[Any]:
     from dagfoundry.operators.snowflake_cdc_merge import SnowflakeCdcMergeOperator
 
     target = spec.snowflake
     assert target is not None
+    merges = []
     for table in config.tables:
         merge = SnowflakeCdcMergeOperator(
             task_id=f"merge_{table.schema}_{table.table}_into_snowflake",
@@ -258,3 +290,5 @@ def _snowflake_merges(spec: CdcIngestionSpec, config: CaptureConfig, upstream: A
             delete_mode=target.delete_mode,
         )
         upstream >> merge
+        merges.append(merge)
+    return merges

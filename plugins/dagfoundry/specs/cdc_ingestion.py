@@ -8,9 +8,9 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
-from dagfoundry.specs.types import ConnId, Duration, Identifier, QualifiedName
+from dagfoundry.specs.types import ByteSize, ConnId, Duration, Identifier, QualifiedName
 
-CDC_ACTIONS = ("capture", "resnapshot", "reset_offsets", "restart_connector")
+CDC_ACTIONS = ("capture", "resnapshot", "reset_offsets", "restart_connector", "drop_slot")
 
 
 class SourceSpec(StrictModel):
@@ -42,8 +42,21 @@ class CaptureSpec(StrictModel):
     """How each run captures (embedded mode: the bounds of one micro-batch)."""
 
     idle: Duration = Field(default=timedelta(seconds=5), description="Caught up after this long without changes.")
-    max_events: int = Field(default=500_000, ge=1, description="End the batch after this many change events.")
-    max_duration: Duration = Field(default=timedelta(minutes=15), description="End the batch after this long.")
+    max_events: int = Field(
+        default=500_000, ge=1, description="End the run after this many change events (an initial snapshot always completes)."
+    )
+    max_duration: Duration = Field(
+        default=timedelta(minutes=15), description="End the run after this long (an initial snapshot always completes)."
+    )
+    chunk_events: int = Field(
+        default=100_000, ge=1, description="Land a batch every this many events; bounds the task's memory (about 1 KB per event)."
+    )
+    slot_wal_warn: ByteSize | None = Field(
+        default=1024**3, description="Warn (1GB by default) when the replication slot retains more WAL than this after a run; null = never."
+    )
+    slot_wal_fail: ByteSize | None = Field(
+        default=None, description="Fail the run (after landing and mirroring) when the slot retains more WAL; null = never."
+    )
     snapshot_mode: Literal["initial", "always", "initial_only", "no_data", "when_needed"] = "initial"
     heartbeat: Duration = Field(default=timedelta(seconds=10), description="Heartbeat so the slot advances; 0 = off.")
     signal_table: QualifiedName | None = Field(
@@ -79,7 +92,9 @@ class CdcIngestionSpec(DagSpec):
             "string",
             "capture: the normal run. resnapshot: re-read `tables` (incremental snapshot), then capture. "
             "reset_offsets: forget the stored position (new snapshot), then capture. "
-            "restart_connector: restart failed connector tasks (connect mode), then capture.",
+            "restart_connector: restart failed connector tasks (connect mode), then capture. "
+            "drop_slot: drop the replication slot and publication and forget the position (decommission; "
+            "pause the DAG first, a later capture starts with a new snapshot).",
             enum=CDC_ACTIONS,
         ),
         "tables": ParamDeclaration([], "array", "Tables (schema.table) to re-snapshot; empty = all captured tables."),
@@ -103,6 +118,9 @@ class CdcIngestionSpec(DagSpec):
             raise RuleViolation(("mode",), "mode 'connect' needs a 'connect' section with at least sink_dir")
         if self.mode == "embedded" and self.connect is not None:
             raise RuleViolation(("connect",), "a 'connect' section is only used with mode: connect")
+        warn, fail = self.capture.slot_wal_warn, self.capture.slot_wal_fail
+        if warn is not None and fail is not None and warn > fail:
+            raise RuleViolation(("capture", "slot_wal_warn"), f"{warn} bytes is above slot_wal_fail ({fail} bytes)")
         names = [t.name for t in self.tables]
         for index, name in enumerate(names):
             if name in names[:index]:

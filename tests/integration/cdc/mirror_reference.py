@@ -17,6 +17,9 @@ def reference_mirror(lake_root: Path, source: str, table_id: str, after: int | N
         keys = manifest["key_columns"]
         events = pq.read_table(landing.batch_path(lake_root, source, table_id, batch_id)).to_pylist()
         for event in sorted(events, key=lambda e: e[landing.SEQ]):
+            if event[landing.OP] == landing.TRUNCATE_OP:
+                rows.clear()
+                continue
             key = tuple(event[k] for k in keys)
             if event[landing.DELETED]:
                 rows.pop(key, None)

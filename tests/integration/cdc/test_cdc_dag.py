@@ -109,3 +109,17 @@ def test_resnapshot_action_rereads_a_table_and_the_mirror_stays_equal(airflow_db
     assert run.state == DagRunState.SUCCESS
     assert run.get_task_instance("request_resnapshot").state == "success"
     assert_mirrors_equal_source(source_sql, cdc_env / "lake")
+
+
+@pytest.mark.integration
+def test_drop_slot_action_decommissions_the_capture(airflow_db, cdc_env, source_sql):
+    from airflow.sdk import DagRunState
+
+    dag = build_dag(cdc_env / "configs")
+    dag.test()  # the capture holds a slot and a publication
+    run = dag.test(run_conf={"action": "drop_slot"})
+    assert run.state == DagRunState.SUCCESS
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["drop_slot"] == "success" and states["capture"] == "skipped", states
+    assert not source_sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'dagfoundry_shop_cdc_e2e'", fetch=True)
+    assert not source_sql("SELECT 1 FROM pg_publication WHERE pubname = 'dagfoundry_shop_cdc_e2e'", fetch=True)

@@ -300,9 +300,12 @@ def test_connector_failure_fails_capture_with_reason(cdc_database, source_sql, t
     source_sql(f"CREATE ROLE {role} LOGIN NOREPLICATION")
     source_sql("CREATE TABLE IF NOT EXISTS public.guarded (id int PRIMARY KEY, v text)")
     source_sql(f"GRANT SELECT ON public.guarded TO {role}")
+    source = f"guarded_{uuid.uuid4().hex[:8]}"
+    # The publication exists (made by an owner), so the failure is Debezium's: no REPLICATION.
+    source_sql(f"CREATE PUBLICATION dagfoundry_{source} FOR TABLE public.guarded")
     try:
         job = {
-            "source": f"guarded_{uuid.uuid4().hex[:8]}", "dbname": cdc_database, "lake_root": str(tmp_path / "lake"), "user": role,
+            "source": source, "dbname": cdc_database, "lake_root": str(tmp_path / "lake"), "user": role,
             "tables": [["public", "guarded", ["id"]]], "limits": {"idle_seconds": 3, "max_seconds": 120},
         }
         code, _, err = run_capture(job, tmp_path)
@@ -310,5 +313,6 @@ def test_connector_failure_fails_capture_with_reason(cdc_database, source_sql, t
         assert "the Debezium connector stopped" in err and "replication" in err.lower(), err[-2000:]
         assert not (tmp_path / "lake" / "landing").exists()
     finally:
+        source_sql(f"DROP PUBLICATION IF EXISTS dagfoundry_{source}")
         source_sql(f"DROP OWNED BY {role}")
         source_sql(f"DROP ROLE IF EXISTS {role}")

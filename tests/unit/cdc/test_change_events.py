@@ -83,7 +83,7 @@ def test_schema_wrapped_envelope_is_unwrapped():
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (envelope("t", after=None), "TRUNCATE"),
+        (envelope("x", after=ROW), "operation 'x' cannot be mirrored"),
         (envelope("c", after=ROW, table="other"), "not captured"),
         (envelope("c", after=None), "without its row image"),
     ],
@@ -99,3 +99,33 @@ def test_value_of_wrong_type_names_table_and_column():
     builder.add_json(None, None, envelope("c", after={**ROW, "amount": "not-a-number"}))
     with pytest.raises(ChangeEventError, match="public.orders: column amount"):
         builder.to_arrow("public.orders", 1)
+
+
+def test_truncate_lands_as_a_keyless_marker_in_emission_order():
+    builder = ChangeBatchBuilder("shop", {"public.orders": TABLE})
+    builder.add_json("shop.public.orders", None, envelope("c", after=ROW))
+    builder.add_json("shop.public.orders", None, envelope("t", after=None, lsn=400))
+    builder.add_json("shop.public.orders", None, envelope("c", after={**ROW, "id": 2}, lsn=500))
+    rows = builder.to_arrow("public.orders", 3).to_pylist()
+    assert [(r[landing.OP], r["id"], r[landing.DELETED]) for r in rows] == [("c", 1, False), ("t", None, True), ("c", 2, False)]
+
+
+def _snapshot_event(op, marker):
+    return json.dumps({"op": op, "after": ROW, "source": {"schema": "public", "table": "orders", "snapshot": marker}})
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_an_open_initial_snapshot_is_tracked_until_its_last_record(batch):
+    builder = ChangeBatchBuilder("shop", {"public.orders": TABLE})
+
+    def add(op, marker):
+        if batch:
+            builder.add_json_batch(["shop.public.orders"], "[" + _snapshot_event(op, marker) + "]", lambda i: None)
+        else:
+            builder.add_json("shop.public.orders", None, _snapshot_event(op, marker))
+        return builder.snapshot_open
+
+    assert [add("r", m) for m in ("first", "true", "last_in_data_collection")] == [True, True, True]
+    assert add("r", "last") is False
+    assert add("r", "incremental") is False  # incremental snapshots resume from their offsets
+    assert add("c", "false") is False

@@ -20,11 +20,13 @@ CONN = SourceConnection("db.example", 5433, "shopdb", "cdc_user", "s3cret")
 def test_embedded_properties_pin_what_the_landing_relies_on(tmp_path):
     props = debezium_properties(CONFIG, CONN, mode="embedded", offsets_file=tmp_path / "offsets.dat")
     assert props["plugin.name"] == "pgoutput"
-    assert props["publication.autocreate.mode"] == "filtered"
+    # the capture manages the publication (only tables with a replica identity join it)
+    assert props["publication.autocreate.mode"] == "disabled"
     assert props["table.include.list"] == r"public\.orders,sales\.lines"
     assert props["slot.name"] == "dagfoundry_shop" and props["publication.name"] == "dagfoundry_shop"
     assert props["decimal.handling.mode"] == "string" and props["time.precision.mode"] == "adaptive_time_microseconds"
     assert props["signal.data.collection"] == "public.dagfoundry_cdc_signal"
+    assert props["message.key.columns"] == r"public\.orders:id"  # declared keys only
     assert props["offset.storage.file.filename"] == str(tmp_path / "offsets.dat")
     assert props["offset.flush.interval.ms"] == "0" and props["name"] == "dagfoundry-shop"
     assert props["database.password"] == "s3cret"
@@ -34,6 +36,7 @@ def test_connect_properties_share_the_generator_without_engine_settings():
     props = debezium_properties(CONFIG, CONN, mode="connect")
     assert props["connector.class"].endswith("PostgresConnector") and props["tasks.max"] == "1"
     assert "offset.storage" not in props and props["topic.prefix"] == "shop"
+    assert props["publication.autocreate.mode"] == "filtered"
 
 
 def test_secrets_never_show():

@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 
 from dagfoundry.cdc import landing
-from dagfoundry.cdc.quality import check_batches
+from dagfoundry.cdc.mirror import prepare_mirror_plan
+from dagfoundry.cdc.quality import check_batches, passed
 from dagfoundry.cdc.sink_pickup import new_sink_files
 from dagfoundry.errors import DataQualityError
 
@@ -58,6 +59,29 @@ def test_row_limit_fails_the_quality_check(tmp_path):
     landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, 2, 3], 1), ("id",))
     with pytest.raises(DataQualityError, match="3 rows exceed the limit of 2"):
         check_batches(tmp_path, "shop", max_rows=2)
+
+
+def test_truncate_marker_passes_without_a_key(tmp_path):
+    rows = batch([1, None], 1).set_column(1, landing.OP, pa.array(["c", landing.TRUNCATE_OP]))
+    landing.write_batch(tmp_path, "shop", "public.a", 1, rows, ("id",))
+    assert check_batches(tmp_path, "shop", [1])["public.a"]["1"]["ops"] == {"c": 1, "t": 1}
+
+
+def test_batch_landed_before_a_crash_is_checked_before_it_is_mirrored(tmp_path):
+    # Batch 1 passed its check; batch 2 was landed and the run died before checking it.
+    landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, 2], 1), ("id",))
+    check_batches(tmp_path, "shop", [1])
+    landing.write_batch(tmp_path, "shop", "public.a", 2, batch([3, None], 2), ("id",))
+    assert passed(tmp_path, "shop", "public.a", 1) and not passed(tmp_path, "shop", "public.a", 2)
+    with pytest.raises(DataQualityError, match="batch 2: 1 of 2 rows have a null key"):
+        prepare_mirror_plan(tmp_path, "shop")
+    assert not passed(tmp_path, "shop", "public.a", 2)
+
+
+def test_unchecked_good_batch_is_checked_by_the_mirror_plan(tmp_path):
+    landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, 2], 1), ("id",))
+    assert prepare_mirror_plan(tmp_path, "shop") is not None
+    assert passed(tmp_path, "shop", "public.a", 1)
 
 
 def test_sink_files_are_taken_in_kafka_offset_order_once(tmp_path):

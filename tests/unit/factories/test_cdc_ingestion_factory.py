@@ -28,6 +28,20 @@ def test_embedded_mode_captures_checks_mirrors_and_publishes_assets(load, upstre
     assert dag.params["action"] == "capture" and dag.max_active_runs == 1
 
 
+def test_drop_slot_ends_the_run_and_health_is_checked_last(load, upstream):
+    dag = build_dag(load(BASE))
+    assert upstream(dag, "drop_slot") == {"choose_action"}
+    assert not dag.get_task("drop_slot").downstream_task_ids, "nothing may capture (and recreate the slot) after drop_slot"
+    assert upstream(dag, "capture_health") == {"capture", "publish_mirror"}
+    assert dag.get_task("capture_health").trigger_rule == "none_failed"
+    assert "drop_slot" in dag.params.get_param("action").schema["enum"]
+
+
+def test_slot_thresholds_must_be_ordered(load):
+    with pytest.raises(SpecErrors, match="slot_wal_warn.*above slot_wal_fail"):
+        load(BASE + "capture: {slot_wal_warn: 2GB, slot_wal_fail: 1GB}\n")
+
+
 def test_connect_mode_deploys_waits_and_picks_up_sink_files(load, upstream):
     text = BASE + "mode: connect\nconnect:\n  conn_id: connect_cluster\n  sink_dir: /data/sink/shop\n"
     dag = build_dag(load(text))
