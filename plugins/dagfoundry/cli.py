@@ -24,7 +24,7 @@ from dagfoundry.specs.loading import (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m dagfoundry", description=__doc__)
+    parser = argparse.ArgumentParser(prog="dagfoundry", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     lint = commands.add_parser("lint", help="validate specs (without Airflow); exit 1 on any error")
     lint.add_argument("paths", nargs="*", type=Path, help="spec files or folders (default: the config folder)")
