@@ -1,5 +1,7 @@
-# dagfoundry: `make demo` runs the main job end to end; `make test` runs every test.
-# Both create .venv and install requirements.txt on first use (and again when it changes).
+# dagfoundry: `make demo` runs the main job end to end; `make test` runs every test;
+# `make airflow` serves the demo's state in a real local Airflow (`make airflow-stop` ends it).
+# Each creates .venv and installs requirements.txt plus the package (editable) on first use,
+# and again when requirements.txt or pyproject.toml changes.
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,15 +14,19 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export GX_ANALYTICS_ENABLED := false
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: demo test lint bench services venv clean
+.PHONY: demo test lint bench services venv clean airflow airflow-stop
 
 venv: $(INSTALLED)
 
-$(INSTALLED): requirements.txt
+$(INSTALLED): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	@# Make the package and include/ importable from the venv, so `python -m dagfoundry` works anywhere.
-	@$(PY) -c "import site,sys; open(site.getsitepackages()[0]+'/dagfoundry-project.pth','w').write('$(CURDIR)/plugins\n$(CURDIR)\n')"
+	@# Venvs made before the package had a build system: drop the old path hack and dag-factory
+	@# (benchmark-only now: bench/requirements.txt, installed by bench/parse_bench.py).
+	@$(PY) -c "import pathlib,site; pathlib.Path(site.getsitepackages()[0],'dagfoundry-project.pth').unlink(missing_ok=True)"
+	@$(PY) -m pip uninstall --quiet --yes dag-factory 2>/dev/null || true
+	@# The package itself, editable: the `dagfoundry` command and Airflow's provider entry point.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 services:
@@ -41,5 +47,13 @@ demo: $(INSTALLED) services
 bench: $(INSTALLED) services
 	$(PY) bench/parse_bench.py
 
+# A real Airflow (api-server, scheduler, dag-processor, triggerer, LocalExecutor) on .demo/:
+# prints the URL and the login; Ctrl-C or `make airflow-stop` stops every process.
+airflow: $(INSTALLED) services
+	$(PY) include/airflow_local.py run
+
+airflow-stop:
+	$(PY) include/airflow_local.py stop
+
 clean:
-	rm -rf .airflow .demo .pytest_cache .ruff_cache
+	rm -rf .airflow .demo .pytest_cache .ruff_cache .bench-deps build

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages dagfoundry needs when they are missing (Debian, as root):
-# Java 17 for Spark and Debezium, the PostgreSQL client, and docker-compose (only to
-# validate docker-compose.yaml; no Docker engine is needed). Idempotent and quiet when
+# Java 17 for Spark and Debezium, the PostgreSQL client, docker-compose (only to
+# validate docker-compose.yaml; no Docker engine is needed) and Chromium (headless, the
+# real-scheduler test screenshots the Airflow UI). Idempotent and quiet when
 # everything is there.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0

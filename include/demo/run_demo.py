@@ -42,27 +42,32 @@ MIRRORED = {
 }
 
 
-def configure_environment() -> None:
-    shutil.rmtree(DEMO, ignore_errors=True)
-    (DEMO / "airflow").mkdir(parents=True)
+def demo_environment() -> dict[str, str]:
+    """Return the settings of the demo's Airflow and lake (``make airflow`` serves the same state)."""
     connection = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
                   "schema": shop_source.DEMO_DATABASE}
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(DEMO / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "DAGFOUNDRY_CONFIG_DIR": str(ROOT / "dag_configs"),
-            "DAGFOUNDRY_LAKE_ROOT": str(DEMO / "lake"),
-            "AIRFLOW_CONN_SHOP_POSTGRES": json.dumps(connection),
-            "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[*]"}),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
-            "GX_ANALYTICS_ENABLED": "false",
-            # Task logs stay in .demo/airflow/logs; the console shows what the demo says and any warning.
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
-        }
-    )
+    return {
+        "AIRFLOW_HOME": str(DEMO / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "DAGFOUNDRY_CONFIG_DIR": str(ROOT / "dag_configs"),
+        "DAGFOUNDRY_LAKE_ROOT": str(DEMO / "lake"),
+        "AIRFLOW_CONN_SHOP_POSTGRES": json.dumps(connection),
+        "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[*]"}),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+
+
+def configure_environment() -> None:
+    if any((DEMO / "airflow" / "local").glob("*.pid")):
+        raise SystemExit("`make airflow` serves .demo/ and the demo starts from scratch: run `make airflow-stop` first")
+    shutil.rmtree(DEMO, ignore_errors=True)
+    (DEMO / "airflow").mkdir(parents=True)
+    os.environ.update(demo_environment())
+    # Task logs stay in .demo/airflow/logs; the console shows what the demo says and any warning.
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("DEMO_LOG_LEVEL", "WARNING")
     venv_bin = str(Path(sys.executable).parent)
     os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
 

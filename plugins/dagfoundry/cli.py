@@ -10,16 +10,25 @@ from pathlib import Path
 from typing import Any
 
 from dagfoundry.errors import SpecError, SpecErrors
-from dagfoundry.specs.loading import LoadResult, SpecLoader, default_config_dir, find_spec_files
+from dagfoundry.specs.documents import format_key_path
+from dagfoundry.specs.loading import (
+    DEFAULTS_FILE,
+    LoadedSpec,
+    LoadResult,
+    SpecLoader,
+    config_root_for,
+    default_config_dir,
+    find_spec_files,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m dagfoundry", description=__doc__)
+    parser = argparse.ArgumentParser(prog="dagfoundry", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    lint = commands.add_parser("lint", help="validate specs and build their DAGs; exit 1 on any error")
+    lint = commands.add_parser("lint", help="validate specs (without Airflow); exit 1 on any error")
     lint.add_argument("paths", nargs="*", type=Path, help="spec files or folders (default: the config folder)")
-    lint.add_argument("--no-build", action="store_true", help="validate only; do not build the DAGs")
+    lint.add_argument("--build", action="store_true", help="also build every DAG with its factory (imports Airflow)")
     schema = commands.add_parser("schema", help="write the JSON Schema of every kind")
     schema.add_argument("--out", type=Path, help="folder for <kind>.schema.json files (default: print)")
     render = commands.add_parser("render", help="print the DAG a spec generates")
@@ -37,25 +46,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("cdc-slots", "cdc-drop-slot"):
         return slots_command(args)
     if args.command == "lint":
-        return lint_command(args.paths or [default_config_dir()], build=not args.no_build)
+        return lint_command(args.paths or [default_config_dir()], build=args.build)
     if args.command == "schema":
         return schema_command(args.out)
     return render_command(args.spec)
 
 
-def lint_command(paths: list[Path], *, build: bool = True) -> int:
-    """Print one line per error and a summary; return 1 when anything is wrong."""
+def lint_command(paths: list[Path], *, build: bool = False) -> int:
+    """Print one line per error and a summary; return 1 when anything is wrong.
+
+    Each path is checked within its whole config root (defaults and cross-spec rules see
+    every spec there), but only the files under the given paths are reported.
+    """
     result = LoadResult()
     files = 0
+    requested: dict[Path, list[Path]] = {}
+    loaders: dict[Path, SpecLoader] = {}
     for path in paths:
         if not path.exists():
             result.errors.append(SpecError(str(path), 0, 0, "", "no such file or folder"))
             continue
-        found = find_spec_files(path)
-        files += len(found)
-        part = _loader_for(path).load_all(found)
-        result.specs.extend(part.specs)
-        result.errors.extend(part.errors)
+        root = config_root_for(path)
+        requested.setdefault(root, []).append(path.resolve())
+        loaders.setdefault(root, _loader_for(path, root))
+    for root, wanted in requested.items():
+        files += len({f.resolve() for w in wanted for f in find_spec_files(w)})
+        part = loaders[root].load_all(find_spec_files(root))
+        result.specs.extend(s for s in part.specs if _is_under(Path(s.path), wanted))
+        result.errors.extend(e for e in part.errors if _concerns(Path(e.path), wanted))
     _check_unique_names(result)
     if build:
         result.errors.extend(_build_errors(result))
@@ -67,20 +85,35 @@ def lint_command(paths: list[Path], *, build: bool = True) -> int:
     return 1 if result.errors else 0
 
 
+def _is_under(file: Path, wanted: list[Path]) -> bool:
+    resolved = file.resolve()
+    return any(resolved == w or w in resolved.parents for w in wanted)
+
+
+def _concerns(file: Path, wanted: list[Path]) -> bool:
+    """Whether an error in ``file`` concerns the given paths (a defaults file above or below them does)."""
+    if _is_under(file, wanted):
+        return True
+    folder = file.resolve().parent
+    return file.name == DEFAULTS_FILE and any(folder in w.parents for w in wanted)
+
+
 def schema_command(out: Path | None) -> int:
     """Write or print the JSON Schema of each kind (editors validate specs with it)."""
-    from dagfoundry.registry import all_registrations
+    from dagfoundry.registry import known_kinds, spec_model_of
+    from dagfoundry.specs.json_schema import spec_json_schema
 
-    for registration in all_registrations():
-        schema = registration.spec_model.model_json_schema(mode="validation")
-        schema["title"] = f"dagfoundry {registration.kind} spec"
+    for kind in known_kinds():
+        model = spec_model_of(kind)
+        assert model is not None
+        schema = spec_json_schema(kind, model)
         text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
         if out is None:
             print(text)
             continue
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{registration.kind}.schema.json").write_text(text, encoding="utf-8")
-        print(f"wrote {out / f'{registration.kind}.schema.json'}")
+        (out / f"{kind}.schema.json").write_text(text, encoding="utf-8")
+        print(f"wrote {out / f'{kind}.schema.json'}")
     return 0
 
 
@@ -89,14 +122,33 @@ def render_command(spec_path: Path) -> int:
     from dagfoundry.dag_files import build_dag
 
     try:
-        loaded = _loader_for(spec_path).load_file(spec_path)
+        loaded = _loader_for(spec_path, config_root_for(spec_path)).load_file(spec_path)
     except SpecErrors as exc:
         for error in exc.errors:
             print(error.render())
         return 1
     dag = build_dag(loaded)
     print(describe_dag(dag))
+    print(describe_defaults(loaded))
     return 0
+
+
+def describe_defaults(loaded: LoadedSpec) -> str:
+    """List the defaults files applied to a spec and each value that came from one."""
+    lines = [f"  defaults applied: {', '.join(loaded.defaults) or '-'}"]
+    positions = loaded.document.positions
+    for key_path in sorted(positions, key=lambda k: tuple(str(p) for p in k)):
+        position = positions[key_path]
+        child_paths = [k for k in positions if len(k) > len(key_path) and k[: len(key_path)] == key_path]
+        if not key_path or position.path == loaded.path or child_paths:
+            continue
+        value: Any = loaded.document.data
+        for part in key_path:
+            value = value[part]
+        shown = loaded.document.raw_scalars.get(key_path, value)
+        key = format_key_path(key_path)
+        lines.append(f"    {key} = {json.dumps(shown, default=str)}  ({position.path}:{position.line})")
+    return "\n".join(lines)
 
 
 def slots_command(args: argparse.Namespace) -> int:
@@ -154,13 +206,16 @@ def _describe_schedule(dag: Any) -> str:
     return "manual only"
 
 
-def _loader_for(path: Path) -> SpecLoader:
-    """Apply the config folder's defaults when ``path`` lies in it, else the path's own folder's."""
-    config_root = default_config_dir().resolve()
-    resolved = path.resolve()
-    if resolved == config_root or config_root in resolved.parents:
-        return SpecLoader(config_root)
-    return SpecLoader(resolved if resolved.is_dir() else resolved.parent)
+def _loader_for(path: Path, root: Path) -> SpecLoader:
+    """Return a loader of ``root`` whose messages write paths as the user wrote ``path``."""
+    below = path.resolve().relative_to(root).parts
+    typed = path.parts
+    shown = str(root)
+    if len(typed) >= len(below) and ".." not in typed:
+        candidate = Path(*typed[: len(typed) - len(below)]) if len(typed) > len(below) else Path(".")
+        if candidate.resolve() == root:
+            shown = str(candidate)
+    return SpecLoader(root, shown_root=shown)
 
 
 def _check_unique_names(result: LoadResult) -> None:

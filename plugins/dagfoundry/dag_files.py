@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dagfoundry.errors import SpecError, SpecErrors
+from dagfoundry.last_valid import LastValidStore, flag_broken
 from dagfoundry.registry import get_kind
 from dagfoundry.specs.loading import (
     DEFAULTS_FILE,
@@ -44,16 +45,17 @@ def register_valid_dags(namespace: dict[str, Any], config_dir: Path | None = Non
     """
     from airflow.sdk import get_parsing_context
 
-    root = config_dir or default_config_dir()
+    root = (config_dir or default_config_dir()).resolve()
     started = time.perf_counter()
     wanted = get_parsing_context().dag_id
     fingerprint: tuple[Any, ...] | None = None  # of the whole folder; a worker's one-DAG parse has none
+    result = LoadResult()
     if wanted:
         specs = _specs_for_worker(root, wanted)
     else:
         fingerprint, result = _load_with_fingerprint(root)
         specs = result.specs
-    built = []
+    built: list[str] = []
     failures: list[SpecError] = []
     for loaded in specs:
         if wanted and loaded.spec.name != wanted:
@@ -67,9 +69,35 @@ def register_valid_dags(namespace: dict[str, Any], config_dir: Path | None = Non
         namespace[f"dagfoundry__{loaded.spec.name}"] = dag
         built.append(loaded.spec.name)
     if fingerprint is not None:
+        built += _keep_last_valid_versions(root, result, namespace, set(built))
         _record_build_failures(root, failures, fingerprint)
     log.debug("dagfoundry built %d DAG(s) from %s in %.3fs", len(built), root, time.perf_counter() - started)
     return built
+
+
+def _keep_last_valid_versions(root: Path, result: LoadResult, namespace: dict[str, Any], built: set[str]) -> list[str]:
+    """Record each valid spec; build a broken one's last valid version, flagged. Return the flagged dag ids."""
+    store = LastValidStore(root)
+    display = SpecLoader(root).display_path
+    store.save_all([loaded for loaded in result.specs if loaded.spec.name in built])
+    present = {display(path) for path in find_spec_files(root)}
+    valid = {loaded.path for loaded in result.specs}
+    flagged = []
+    for path in sorted(present - valid):
+        restored = store.restore(path)
+        if restored is None or restored.spec.name in built:
+            continue
+        errors = [e.render() for e in result.errors if e.path == path or e.path.endswith(DEFAULTS_FILE)]
+        try:
+            dag = flag_broken(build_dag(restored), errors or ["the spec is broken"])
+        except Exception:  # the last valid version no longer builds (a kind changed): only the error shows
+            log.exception("dagfoundry could not rebuild the last valid version of %s", path)
+            continue
+        namespace[f"dagfoundry__{restored.spec.name}"] = dag
+        flagged.append(restored.spec.name)
+        built.add(restored.spec.name)
+    store.forget_all_but(present)
+    return flagged
 
 
 def raise_spec_errors(config_dir: Path | None = None) -> None:
@@ -78,7 +106,7 @@ def raise_spec_errors(config_dir: Path | None = None) -> None:
 
     if get_parsing_context().dag_id:
         return  # a worker running one task does not need the error report
-    root = config_dir or default_config_dir()
+    root = (config_dir or default_config_dir()).resolve()
     result = load_config_dir(root)
     errors = [*result.errors, *_recorded_build_failures(root)]
     if errors:
@@ -120,7 +148,11 @@ def _specs_for_worker(root: Path, dag_id: str) -> list[LoadedSpec]:
             continue
         if loaded.spec.name == dag_id:
             return [loaded]
-    return [s for s in load_config_dir(root).specs if s.spec.name == dag_id]
+    found = [s for s in load_config_dir(root).specs if s.spec.name == dag_id]
+    if not found:  # a DAG kept on its last valid version while its spec is broken
+        restored = LastValidStore(root).restore_by_name(dag_id)
+        found = [restored] if restored is not None else []
+    return found
 
 
 def _build_failures_file(root: Path) -> Path:

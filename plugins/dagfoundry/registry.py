@@ -1,7 +1,8 @@
 """The registry of kinds: ``kind:`` in a spec -> its spec model and its DAG factory.
 
 A new kind is one spec model, one factory module calling :func:`register_kind`, and one
-line in :data:`BUILTIN_KINDS`; the loader never changes. Platform teams add their own
+line in :data:`BUILTIN_KINDS` naming both; the loader never changes. Validating a spec
+imports only its spec model (no factory, no Airflow): ``lint`` stays fast and light. Platform teams add their own
 kinds without forking by listing importable modules in ``DAGFOUNDRY_KIND_MODULES``
 (comma-separated); each module registers its kinds when imported. Modules are imported
 only when a spec of their kind is seen, so parsing pays only for the kinds in use.
@@ -19,12 +20,14 @@ if TYPE_CHECKING:
     from dagfoundry.specs.base import DagSpec
     from dagfoundry.specs.loading import LoadedSpec
 
-#: kind -> module that registers it (imported on first use).
-BUILTIN_KINDS: dict[str, str] = {
-    "cdc_ingestion": "dagfoundry.factories.cdc_ingestion",
-    "feature_backfill": "dagfoundry.factories.feature_backfill",
-    "lake_compaction": "dagfoundry.factories.lake_compaction",
-    "retraining": "dagfoundry.factories.retraining",
+#: kind -> ("spec.module:SpecModel", "factory.module"), each imported on first use. A plain
+#: "factory.module" string also works (the factory's ``register_kind`` then names the spec
+#: model), but validating such a kind imports its factory and Airflow.
+BUILTIN_KINDS: dict[str, tuple[str, str] | str] = {
+    "cdc_ingestion": ("dagfoundry.specs.cdc_ingestion:CdcIngestionSpec", "dagfoundry.factories.cdc_ingestion"),
+    "feature_backfill": ("dagfoundry.specs.feature_backfill:FeatureBackfillSpec", "dagfoundry.factories.feature_backfill"),
+    "lake_compaction": ("dagfoundry.specs.lake_compaction:LakeCompactionSpec", "dagfoundry.factories.lake_compaction"),
+    "retraining": ("dagfoundry.specs.retraining:RetrainingSpec", "dagfoundry.factories.retraining"),
 }
 
 KIND_MODULES_ENV = "DAGFOUNDRY_KIND_MODULES"
@@ -66,12 +69,29 @@ def unregister_kind(kind: str) -> None:
 
 
 def get_kind(kind: str) -> KindRegistration | None:
-    """Return the registration of ``kind``, importing its module on first use, or None."""
+    """Return the registration of ``kind`` (spec model and factory), importing its factory on first use, or None."""
     if kind not in _registered and kind in BUILTIN_KINDS:
-        importlib.import_module(BUILTIN_KINDS[kind])
+        importlib.import_module(_factory_module(BUILTIN_KINDS[kind]))
     if kind not in _registered:
         _load_extra_modules()
     return _registered.get(kind)
+
+
+def spec_model_of(kind: str) -> type[DagSpec] | None:
+    """Return the spec model of ``kind`` without importing its factory when the kind names its model, or None."""
+    if kind in _registered:
+        return _registered[kind].spec_model
+    entry = BUILTIN_KINDS.get(kind)
+    if isinstance(entry, tuple):
+        module, _, name = entry[0].partition(":")
+        model: type[DagSpec] = getattr(importlib.import_module(module), name)
+        return model
+    registration = get_kind(kind)
+    return registration.spec_model if registration else None
+
+
+def _factory_module(entry: tuple[str, str] | str) -> str:
+    return entry[1] if isinstance(entry, tuple) else entry
 
 
 def known_kinds() -> list[str]:

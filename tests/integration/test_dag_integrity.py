@@ -80,10 +80,11 @@ def test_project_examples_parse_without_import_errors(tmp_path):
 @pytest.mark.integration
 def test_broken_specs_are_import_errors_and_valid_ones_still_become_dags(mixed_config, tmp_path):
     result = parse_dags(mixed_config, tmp_path, DAGFOUNDRY_TEST_OWNER="ops-team")
-    assert sorted(result["dags"]) == ["customers_chain", "duplicated", "orders_chain"]
+    assert sorted(result["dags"]) == ["customers_chain", "duplicated", "orders_chain", "shared_source_a"]
     assert list(result["errors"]) == ["dagfoundry_spec_errors.py"]
     report = result["errors"]["dagfoundry_spec_errors.py"]
-    broken = sorted(p.name for p in (FIXTURES / "bad_specs").glob("*.yaml") if p.name != "duplicate_name_a.yaml")
+    valid = ("duplicate_name_a.yaml", "shared_source_a.yaml")
+    broken = sorted(p.name for p in (FIXTURES / "bad_specs").glob("*.yaml") if p.name not in valid)
     for name in broken:
         assert f"bad/{name}:" in report, name
     assert "bad/misspelt_key.yaml:8:1: retires: unknown key 'retires'; did you mean 'retries'?" in report
@@ -111,6 +112,8 @@ def test_interpolated_values_never_reach_the_documentation(mixed_config, tmp_pat
     doc = dags["customers_chain"]["doc_md"]
     assert "s3cr3t-owner-value" not in doc
     assert "${DAGFOUNDRY_TEST_OWNER:-customers-team}" in doc
+    description = dags["customers_chain"]["description"]
+    assert description == "Loads customers for ${DAGFOUNDRY_TEST_OWNER:-customers-team}."
 
 
 @pytest.mark.integration
@@ -130,3 +133,34 @@ def test_a_factory_failure_hides_no_other_dag_and_is_reported(tmp_path):
     assert sorted(result["dags"]) == ["customers_chain", "orders_chain"]
     report = result["errors"]["dagfoundry_spec_errors.py"]
     assert "exploding.yaml:1:1: the DAG cannot be built: RuntimeError: step 'boom' exploded" in report
+
+
+@pytest.mark.integration
+def test_a_broken_edit_keeps_its_dag_on_the_last_valid_version_until_fixed(tmp_path):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    spec = configs / "kept.yaml"
+    spec.write_text("kind: test_chain\nname: kept\ndescription: Keeps going.\nsteps: [extract, load]\n")
+    first = parse_dags(configs, tmp_path)
+    assert "spec-error" not in first["dags"]["kept"]["tags"]
+
+    spec.write_text("kind: test_chain\nname: kept\ndescription: Keeps going.\nsteps: [extract, load]\nretries: -1\n")
+    (configs / "never_valid.yaml").write_text("kind: test_chain\nname: never_valid\nsteps: []\n")
+    broken = parse_dags(configs, tmp_path)
+    assert sorted(broken["dags"]) == ["kept"]  # the brand-new broken spec is only an import error
+    kept = broken["dags"]["kept"]
+    assert "spec-error" in kept["tags"] and kept["tasks"] == ["extract", "load"]
+    assert kept["description"].startswith("SPEC BROKEN, running its last valid version: configs/kept.yaml:5:1: retries:")
+    assert "The spec of this DAG is broken" in kept["doc_md"] and "configs/kept.yaml:5:1: retries:" in kept["doc_md"]
+    report = broken["errors"]["dagfoundry_spec_errors.py"]
+    assert "configs/kept.yaml:5:1: retries:" in report and "configs/never_valid.yaml:3:1: steps:" in report
+
+    worker = parse_dags(configs, tmp_path, _AIRFLOW_PARSING_CONTEXT_DAG_ID="kept")
+    assert list(worker["dags"]) == ["kept"]  # a task of the flagged DAG can still run
+
+    spec.write_text("kind: test_chain\nname: kept\ndescription: Fixed.\nsteps: [extract, load]\n")
+    fixed = parse_dags(configs, tmp_path)
+    assert "spec-error" not in fixed["dags"]["kept"]["tags"] and fixed["dags"]["kept"]["description"] == "Fixed."
+
+    spec.unlink()
+    assert "kept" not in parse_dags(configs, tmp_path)["dags"]  # deleting the spec deletes its DAG

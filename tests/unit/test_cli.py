@@ -31,12 +31,13 @@ def test_lint_prints_one_precise_line_per_broken_file_and_exits_1():
     # Airflow's own start-up logging (unit-test mode) may precede the report: keep our lines.
     lines = [line for line in done.stdout.strip().splitlines() if line.startswith(("tests/", "dagfoundry lint:"))]
     errors, summary = lines[:-1], lines[-1]
-    broken = sorted(p.name for p in CORPUS.glob("*.yaml") if p.name != "duplicate_name_a.yaml")
+    valid = ("duplicate_name_a.yaml", "shared_source_a.yaml")
+    broken = sorted(p.name for p in CORPUS.glob("*.yaml") if p.name not in valid)
     assert sorted(line.split(":")[0].rsplit("/", 1)[-1] for line in errors) == broken
     for line in errors:
         path, line_no, column, rest = line.split(":", 3)
         assert path.startswith("tests/fixtures/bad_specs/") and line_no.isdigit() and column.isdigit() and rest.strip()
-    assert summary == f"dagfoundry lint: {len(broken) + 1} spec(s) checked, 1 valid; {len(broken)} error(s) in {len(broken)} file(s)"
+    assert summary == f"dagfoundry lint: {len(broken) + 2} spec(s) checked, 2 valid; {len(broken)} error(s) in {len(broken)} file(s)"
 
 
 def test_committed_schemas_match_the_models(tmp_path):
@@ -65,3 +66,16 @@ def test_render_shows_schedule_assets_and_task_order():
     assert "schedule: cron '*/15 * * * *'" in out
     assert "assets out: lake.mirror.shop.public.customers, lake.mirror.shop.public.orders" in out
     assert out.index("capture [") < out.index("check_quality [") < out.index("spark_mirror [") < out.index("publish_mirror [")
+    # owner is in the spec itself; retries and retry_delay come from the root defaults file
+    assert "defaults applied: dag_configs/defaults.yaml" in out
+    assert 'retry_delay = "2m"  (dag_configs/defaults.yaml:4)' in out and "owner =" not in out
+
+
+def test_one_file_is_checked_against_the_assets_its_whole_folder_produces():
+    done = run_cli("lint", "tests/fixtures/bad_specs/unknown_schedule_asset.yaml")
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "tests/fixtures/bad_specs/unknown_schedule_asset.yaml:7:5: schedule: no spec produces Asset "
+        "'lake.mirror.shop.public.ordrs', so this DAG would never run; did you mean 'lake.mirror.shop.public.orders'?",
+        "dagfoundry lint: 1 spec(s) checked, 0 valid; 1 error(s) in 1 file(s)",
+    ]

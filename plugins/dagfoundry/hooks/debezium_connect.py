@@ -1,7 +1,9 @@
 """Manage Debezium connectors on a Kafka Connect cluster through its REST API.
 
-The hook owns the Airflow connection (conn type ``http``) and every REST call. It is imported
-by DAG factories at parse time, so ``requests`` is imported only inside the methods.
+The hook owns the Airflow connection (conn type ``kafka_connect``, with a form and a *Test*
+button in the UI once the package is installed; an ``http`` connection works too) and every
+REST call. It is imported by DAG factories at parse time, so ``requests`` is imported only
+inside the methods.
 
 Connection fields:
 
@@ -159,7 +161,7 @@ class DebeziumConnectHook(BaseHook):
 
     conn_name_attr = "kafka_connect_conn_id"
     default_conn_name = "kafka_connect_default"
-    conn_type = "http"
+    conn_type = "kafka_connect"
     hook_name = "Kafka Connect (Debezium)"
 
     def __init__(

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dagfoundry.specs.types import ConnId, DagName, Duration, Schedule
+from dagfoundry.specs.types import ConnId, DagName, Duration, Schedule, TimeZoneName
 
 #: JSON-schema types a manual-trigger parameter may have.
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -72,6 +72,9 @@ class DagSpec(StrictModel):
 
     #: Parameters the kind offers on manual trigger; a spec's ``params`` overrides defaults.
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {}
+    #: The most runs of one DAG of this kind at once, and why when it is less than 64.
+    max_active_runs_limit: ClassVar[int] = 64
+    max_active_runs_reason: ClassVar[str] = ""
 
     kind: str = Field(description="Which pipeline this spec describes.")
     name: DagName = Field(description="Unique DAG name; becomes the dag_id.")
@@ -82,7 +85,11 @@ class DagSpec(StrictModel):
         default=None,
         description="A cron expression or preset (@daily...), a list of Asset names (runs when all update), or null.",
     )
-    start_date: date = Field(default=date(2025, 1, 1), description="First date the schedule covers.")
+    timezone: TimeZoneName = Field(
+        default="UTC",
+        description="Time zone of the cron schedule and start_date (IANA name); runs follow daylight saving time.",
+    )
+    start_date: date = Field(default=date(2025, 1, 1), description="First date the schedule covers (in timezone).")
     catchup: bool = Field(default=False, description="Create runs for past intervals since start_date.")
     retries: int = Field(default=2, ge=0, le=20, description="Retries per task.")
     retry_delay: Duration = Field(default=timedelta(minutes=5), description="Wait between retries ('5m', '30s').")
@@ -100,6 +107,15 @@ class DagSpec(StrictModel):
                 raise ValueError(f"tag {tag!r} must be 1-100 characters")
         return tags
 
+    @field_validator("max_active_runs")
+    @classmethod
+    def _check_max_active_runs(cls, runs: int) -> int:
+        limit = cls.max_active_runs_limit
+        if runs > limit:
+            bound = "must be 1" if limit == 1 else f"must be at most {limit}"
+            raise ValueError(f"{bound}: {cls.max_active_runs_reason}" if cls.max_active_runs_reason else bound)
+        return runs
+
     @field_validator("params")
     @classmethod
     def _check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -112,6 +128,14 @@ class DagSpec(StrictModel):
             if not _matches_type(value, declared.type):
                 raise ValueError(f"parameter {name!r}: expected {declared.type}, found {value!r}")
         return params
+
+    def produced_assets(self) -> list[str] | None:
+        """Return the names of the Assets this spec's DAG emits; None when the kind does not say.
+
+        Cross-spec checks use it: a schedule on an Asset of a dagfoundry namespace that no
+        spec produces is an error. Every kind should override it.
+        """
+        return None
 
     @property
     def is_time_scheduled(self) -> bool:

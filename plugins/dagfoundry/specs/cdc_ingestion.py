@@ -7,9 +7,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from dagfoundry.assets import mirror_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
 from dagfoundry.specs.types import ByteSize, ConnId, Duration, Identifier, QualifiedName
 
+#: ``capture`` keys that only the embedded engine uses (bounds of one run and its batches).
+EMBEDDED_ONLY = frozenset({"idle", "max_events", "max_duration", "chunk_events"})
 CDC_ACTIONS = ("capture", "resnapshot", "reset_offsets", "restart_connector", "drop_slot")
 
 
@@ -86,6 +89,8 @@ class SnowflakeTargetSpec(StrictModel):
 class CdcIngestionSpec(DagSpec):
     """Capture changes of PostgreSQL tables with Debezium; keep lake mirrors (and Snowflake) equal to the source."""
 
+    max_active_runs_limit: ClassVar[int] = 1
+    max_active_runs_reason: ClassVar[str] = "two captures of one source must never overlap"
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {
         "action": ParamDeclaration(
             "capture",
@@ -112,12 +117,14 @@ class CdcIngestionSpec(DagSpec):
 
     @model_validator(mode="after")
     def _mode_settings(self) -> CdcIngestionSpec:
-        if self.max_active_runs != 1:
-            raise RuleViolation(("max_active_runs",), "must be 1: two captures of one source must never overlap")
         if self.mode == "connect" and self.connect is None:
             raise RuleViolation(("mode",), "mode 'connect' needs a 'connect' section with at least sink_dir")
         if self.mode == "embedded" and self.connect is not None:
             raise RuleViolation(("connect",), "a 'connect' section is only used with mode: connect")
+        if self.mode == "connect":
+            for key in sorted(EMBEDDED_ONLY & self.capture.model_fields_set):
+                message = "bounds a micro-batch of the embedded engine; with mode: connect the connector streams on"
+                raise RuleViolation(("capture", key), message)
         warn, fail = self.capture.slot_wal_warn, self.capture.slot_wal_fail
         if warn is not None and fail is not None and warn > fail:
             raise RuleViolation(("capture", "slot_wal_warn"), f"{warn} bytes is above slot_wal_fail ({fail} bytes)")
@@ -126,3 +133,7 @@ class CdcIngestionSpec(DagSpec):
             if name in names[:index]:
                 raise RuleViolation(("tables", index, "name"), f"table {name!r} is listed twice")
         return self
+
+    def produced_assets(self) -> list[str]:
+        """Return the Assets this spec's DAG emits (one lake mirror per table)."""
+        return [mirror_asset_name(self.source.name, table.name) for table in self.tables]

@@ -27,6 +27,10 @@ except AttributeError:  # pragma: no cover - libyaml missing
 #: A key path: mapping keys (str) and sequence indexes (int).
 KeyPath = tuple[str | int, ...]
 
+#: Largest spec or defaults file read (1 MiB): a pasted dump is a mistake, and the spec's text
+#: becomes the DAG's documentation.
+MAX_SPEC_BYTES = 1024 * 1024
+
 _COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -76,6 +80,30 @@ def format_key_path(key_path: KeyPath) -> str:
     return out
 
 
+def read_spec_text(path: os.PathLike[str] | str, shown: str) -> str:
+    """Read a spec or defaults file as UTF-8 text, refusing unreadable and oversized files.
+
+    :param path: the file on disk
+    :param shown: the file as named in messages
+    :raises SpecErrors: one located error (the bad byte's line, or 1:1) when the file cannot be used
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise SpecErrors([SpecError(shown, 1, 1, "", f"the file cannot be read: {exc.strerror or exc}")]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        message = f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a spec describes a pipeline, it holds no data"
+        raise SpecErrors([SpecError(shown, 1, 1, "", message)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        raise SpecErrors([SpecError(shown, line, column, "", message)]) from None
+
+
 def read_document(path: str, text: str | None = None, environ: Mapping[str, str] | None = None) -> Document:
     """Read one YAML file that must hold a single mapping.
 
@@ -85,8 +113,7 @@ def read_document(path: str, text: str | None = None, environ: Mapping[str, str]
     :raises SpecErrors: listing every problem found (syntax, tags, duplicates, variables)
     """
     if text is None:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_spec_text(path, path)
     reader = _NodeReader(path, os.environ if environ is None else environ)
     try:
         loader = _Loader(text)

@@ -2,34 +2,43 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
+from dagfoundry.assets import feature_view_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
 from dagfoundry.specs.types import ConnId, Identifier
 
 if TYPE_CHECKING:
     from dagfoundry.features.definition import FeatureViewDefinition
 
-#: Engine field names that differ from the spec's keys.
-_SPEC_KEYS = {"event_time_column": "event_time", "filter_sql": "filter", "path": "table"}
-_ENGINE_WHERE = re.compile(r"^feature view '[^']*': ([a-z_]+)(?:\[(\d+)\])?(?:\.([a-z_]+))?: (.*)$", re.S)
+#: Words of Spark SQL that are not column names (for the unknown-name check of SQL features).
+_SQL_WORDS = frozenset(
+    "and or not null is in case when then else end as cast true false between like rlike distinct interval "
+    "int integer bigint smallint tinyint double float decimal string date timestamp boolean "
+    "day days hour hours minute minutes second seconds month months year years week weeks".split()
+)
+_SQL_NAME = re.compile(r"""'(?:[^']|'')*'|"(?:[^"])*"|`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*)(\s*\()?|\d[\w.]*""")
 
 
-def _located(message: str) -> RuleViolation:
-    """Point an engine validation message at the spec key it is about."""
-    match = _ENGINE_WHERE.match(message)
-    if not match:
-        return RuleViolation(("features",), message)
-    section, index, field, text = match.groups()
-    key: tuple[str | int, ...] = (section,)
-    if index is not None:
-        key += (int(index),)
-    if field:
-        key += (_SPEC_KEYS.get(field, field),)
-    return RuleViolation(key, text)
+def _names_in_sql(sql: str) -> list[str]:
+    """Return the column names a Spark SQL expression uses (not functions, keywords or literals)."""
+    names = []
+    for match in _SQL_NAME.finditer(sql):
+        quoted, bare, call = match.groups()
+        if quoted:
+            names.append(quoted)
+        elif bare and not call and bare.lower() not in _SQL_WORDS:
+            names.append(bare)
+    return names
+
+
+def _one_expression(sql: str | None, key: tuple[str | int, ...]) -> None:
+    if sql is not None and ";" in sql:
+        raise RuleViolation(key, f"{sql!r} must be one expression, without ';'")
 
 
 LakePath = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_./=\-]+$")]
@@ -68,6 +77,20 @@ class SqlFeatureSpec(StrictModel):
     sql: str = Field(min_length=1, description="Spark SQL over entity keys, feature_date and window features.")
 
 
+def _feature_type(value: object) -> str:
+    """A feature with ``sql`` is a SQL feature; any other is a window aggregate (one error list, not two)."""
+    if isinstance(value, dict):
+        return "sql" if "sql" in value else "window"
+    return "sql" if isinstance(value, SqlFeatureSpec) else "window"
+
+
+#: A feature: a window aggregate or, when it has ``sql``, a SQL feature.
+FeatureSpec = Annotated[
+    Annotated[WindowFeatureSpec, Tag("window")] | Annotated[SqlFeatureSpec, Tag("sql")],
+    Discriminator(_feature_type),
+]
+
+
 class OnlineSpec(StrictModel):
     """Where the latest complete partition is served from."""
 
@@ -90,26 +113,68 @@ class FeatureBackfillSpec(DagSpec):
     view: Identifier | None = Field(default=None, description="Feature view name; default: the DAG name.")
     entity_keys: tuple[Identifier, ...] = Field(min_length=1)
     sources: tuple[FeatureSourceSpec, ...] = Field(min_length=1)
-    features: tuple[WindowFeatureSpec | SqlFeatureSpec, ...] = Field(min_length=1)
+    features: tuple[FeatureSpec, ...] = Field(
+        min_length=1, description="Window aggregates (function, window_days) and SQL features (sql)."
+    )
     ttl_days: int = Field(default=30, ge=1, le=3660, description="Entities active within this many days; online TTL.")
     online: OnlineSpec = Field(default_factory=OnlineSpec)
     spark_conn_id: ConnId = Field(default="spark_local")
 
     @model_validator(mode="after")
     def _definition_is_valid(self) -> FeatureBackfillSpec:
-        from dagfoundry.features.definition import FeatureDefinitionError
-
         if self.schedule is None:
             raise RuleViolation(("schedule",), "feature views need a schedule: a cron expression or source Assets")
-        try:
-            self.definition("/lake")
-        except FeatureDefinitionError as exc:
-            raise _located(str(exc)) from None
+        if self.timezone != "UTC":
+            raise RuleViolation(("timezone",), "feature dates are UTC days: a feature view's schedule runs in UTC")
+        self._check_sources()
+        self._check_features()
         return self
+
+    def _check_sources(self) -> None:
+        names = [s.name for s in self.sources]
+        for index, source in enumerate(self.sources):
+            if source.name in names[:index]:
+                raise RuleViolation(("sources", index, "name"), f"source {source.name!r} is listed twice")
+            if source.on_missing == "wait" and source.partition_column is None:
+                raise RuleViolation(
+                    ("sources", index, "on_missing"),
+                    "'wait' watches date partitions: set partition_column, or use on_missing: fail | skip",
+                )
+
+    def _check_features(self) -> None:
+        sources = [s.name for s in self.sources]
+        known = {k.lower() for k in self.entity_keys} | {"feature_date"}
+        written: list[str] = []
+        for index, feature in enumerate(self.features):
+            where: tuple[str | int, ...] = ("features", index)
+            if feature.name.lower() in known | {w.lower() for w in written}:
+                raise RuleViolation(
+                    (*where, "name"), f"{feature.name!r} clashes with an entity key, 'feature_date' or an earlier feature"
+                )
+            if isinstance(feature, SqlFeatureSpec):
+                _one_expression(feature.sql, (*where, "sql"))
+                self._check_sql_names(feature, where, written)
+            else:
+                _check_window(feature, where, sources)
+            written.append(feature.name)
+
+    def _check_sql_names(self, feature: SqlFeatureSpec, where: tuple[str | int, ...], earlier: list[str]) -> None:
+        usable = [*self.entity_keys, "feature_date", *earlier]
+        for name in _names_in_sql(feature.sql):
+            if name.lower() not in {u.lower() for u in usable}:
+                close = difflib.get_close_matches(name, usable, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"usable: {', '.join(usable)}"
+                raise RuleViolation(
+                    (*where, "sql"), f"{name!r} is not an entity key, feature_date or an earlier feature; {hint}"
+                )
 
     @property
     def view_name(self) -> str:
         return self.view or self.name
+
+    def produced_assets(self) -> list[str]:
+        """Return the Assets this spec's DAG emits."""
+        return [feature_view_asset_name(self.view_name)]
 
     def definition(self, lake_root: str) -> FeatureViewDefinition:
         """Return the engine's definition of this view, with source paths under ``lake_root``."""
@@ -161,3 +226,18 @@ class FeatureBackfillSpec(DagSpec):
             ttl_days=self.ttl_days,
             online=online,
         )
+
+
+def _check_window(feature: WindowFeatureSpec, where: tuple[str | int, ...], sources: list[str]) -> None:
+    if feature.column is not None and feature.expression is not None:
+        raise RuleViolation((*where, "expression"), "give column or expression, not both")
+    if feature.column is None and feature.expression is None and feature.function != "count":
+        raise RuleViolation((*where, "function"), f"{feature.function!r} needs a column or an expression")
+    _one_expression(feature.expression, (*where, "expression"))
+    _one_expression(feature.filter, (*where, "filter"))
+    if feature.source is not None and feature.source not in sources:
+        close = difflib.get_close_matches(feature.source, sources, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"sources: {', '.join(sources)}"
+        raise RuleViolation((*where, "source"), f"{feature.source!r} is not a source of this view; {hint}")
+    if feature.source is None and len(sources) > 1:
+        raise RuleViolation((*where, "source"), f"required with several sources: one of {', '.join(sources)}")

@@ -6,8 +6,9 @@ import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
+from dagfoundry.assets import compaction_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
 from dagfoundry.specs.types import ByteSize, ConnId, Duration, Identifier
 
@@ -19,17 +20,10 @@ if TYPE_CHECKING:
 _TABLE_PATTERN = re.compile(r"^[A-Za-z0-9_./=\-*]+$")
 _SPARK_MEMORY = re.compile(r"^[1-9][0-9]*[kmgt]?$")
 
-#: Spec keys of the engine's settings, to locate the engine's complaints in the YAML.
-_SETTING_KEYS: dict[str, tuple[str, ...]] = {
-    "tables": ("tables",),
-    "target_file_bytes": ("target_file_size",),
-    "min_small_files": ("min_small_files",),
-    "small_file_ratio": ("small_file_ratio",),
-    "output_format": ("output_format",),
-    "compression": ("compression",),
-    "closed_after_seconds": ("closed_after",),
-    "retention_seconds": ("retention",),
-    "max_partitions_per_batch and max_bytes_per_batch": ("spark",),
+#: Codecs each format's writer accepts.
+_COMPRESSIONS = {
+    "parquet": ("snappy", "zstd", "gzip", "lz4", "none", "uncompressed"),
+    "orc": ("snappy", "zstd", "zlib", "lz4", "none"),
 }
 
 
@@ -51,9 +45,9 @@ def _spark_memory(value: str) -> str:
 
 
 #: A table folder relative to the lake root (``events/orders``) or a glob (``mirror/shop/*``).
-TablePattern = Annotated[str, AfterValidator(_table_pattern)]
+TablePattern = Annotated[str, AfterValidator(_table_pattern), WithJsonSchema({"type": "string", "pattern": _TABLE_PATTERN.pattern})]
 #: A JVM memory size as Spark takes it (``512m``, ``2g``).
-SparkMemory = Annotated[str, AfterValidator(_spark_memory)]
+SparkMemory = Annotated[str, AfterValidator(_spark_memory), WithJsonSchema({"type": "string", "pattern": _SPARK_MEMORY.pattern})]
 
 
 class CompactionSparkSpec(StrictModel):
@@ -86,6 +80,8 @@ class CompactionSparkSpec(StrictModel):
 class LakeCompactionSpec(DagSpec):
     """Rewrite closed lake partitions full of small files into right-sized files, verified and swapped atomically."""
 
+    max_active_runs_limit: ClassVar[int] = 1
+    max_active_runs_reason: ClassVar[str] = "two compactions of one table would waste work"
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {
         "dry_run": ParamDeclaration(False, "boolean", "Only log the plan (chosen partitions and why); change nothing."),
         "rollback": ParamDeclaration(
@@ -130,18 +126,18 @@ class LakeCompactionSpec(DagSpec):
 
     @model_validator(mode="after")
     def _settings_are_valid(self) -> LakeCompactionSpec:
-        from dagfoundry.compaction import CompactionConfigError
-
-        if self.max_active_runs != 1:
-            raise RuleViolation(("max_active_runs",), "must be 1: two compactions of one table would waste work")
         for index, table in enumerate(self.tables):
             if table in self.tables[:index]:
                 raise RuleViolation(("tables", index), f"table {table!r} is listed twice")
-        try:
-            self.compaction_settings("/lake")
-        except CompactionConfigError as exc:
-            raise RuleViolation(*_located_setting_error(str(exc))) from None
+        allowed = _COMPRESSIONS[self.output_format]
+        if self.compression not in allowed:
+            message = f"{self.compression!r} cannot be written as {self.output_format}; use one of {', '.join(allowed)}"
+            raise RuleViolation(("compression",), message)
         return self
+
+    def produced_assets(self) -> list[str]:
+        """Return the Assets this spec's DAG emits (one per table or pattern)."""
+        return [compaction_asset_name(table) for table in self.tables]
 
     def compaction_settings(self, lake_root: str | Path) -> CompactionSettings:
         """Return the engine's settings of this job, for the lake under ``lake_root``."""
@@ -162,11 +158,3 @@ class LakeCompactionSpec(DagSpec):
             max_partitions_per_batch=self.spark.max_partitions_per_batch,
             **optional,
         )
-
-
-def _located_setting_error(message: str) -> tuple[tuple[str, ...], str]:
-    """Split the engine's ``compaction settings: <setting>: <problem>`` into the spec key and the problem."""
-    setting, _, problem = message.removeprefix("compaction settings: ").partition(": ")
-    if setting in _SETTING_KEYS and problem:
-        return _SETTING_KEYS[setting], problem
-    return (), message

@@ -1,5 +1,14 @@
 """Find spec files, apply ``defaults.yaml`` files, validate, and report every error at once.
 
+The config root is found the same way for a file and a folder (:func:`config_root_for`):
+``$DAGFOUNDRY_CONFIG_DIR`` when it contains the path, else the highest folder holding a
+``defaults.yaml`` on the way up from the path, below the project boundary (the first folder
+whose parent holds ``.git`` or ``pyproject.toml``); without any, the path's own folder.
+
+A defaults file applies its keys to every spec below it, and the keys under
+``kinds: {<kind>: ...}`` to specs of that kind only (over the shared ones of the same file),
+so kind-specific keys never break the other kinds of the folder.
+
 Precedence, lowest first: ``<config root>/defaults.yaml``, then the ``defaults.yaml`` of
 each folder on the way down to the spec's own folder, then the spec itself. Mappings merge
 key by key; any other value (a list, a scalar) from a nearer file replaces the farther one.
@@ -19,14 +28,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from dagfoundry.errors import SpecError, SpecErrors
-from dagfoundry.registry import get_kind, known_kinds
+from dagfoundry.registry import known_kinds, spec_model_of
 from dagfoundry.specs.base import DagSpec
-from dagfoundry.specs.documents import Document, Position, read_document
+from dagfoundry.specs.cross_checks import cross_spec_errors
+from dagfoundry.specs.documents import Document, Position, read_document, read_spec_text
 from dagfoundry.specs.validation_errors import spec_errors_from_validation
 
 DEFAULTS_FILE = "defaults.yaml"
 SPEC_SUFFIXES = (".yaml", ".yml")
 CONFIG_DIR_ENV = "DAGFOUNDRY_CONFIG_DIR"
+#: A folder holding one of these is a project root: the config root search stops below it.
+PROJECT_MARKERS = (".git", "pyproject.toml")
+#: Key of a defaults file whose sections apply to one kind each (``kinds: {cdc_ingestion: {...}}``).
+KINDS_KEY = "kinds"
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,8 @@ class LoadedSpec:
     spec: DagSpec
     document: Document
     text: str
+    #: the defaults files applied, farthest first, as shown in messages
+    defaults: tuple[str, ...] = ()
 
 
 @dataclass
@@ -53,6 +69,26 @@ def default_config_dir() -> Path:
     if configured:
         return Path(configured)
     return Path(__file__).resolve().parents[3] / "dag_configs"
+
+
+def config_root_for(path: Path) -> Path:
+    """Return the config root whose ``defaults.yaml`` files apply to ``path`` (a spec file or a folder)."""
+    resolved = path.resolve()
+    folder = resolved if resolved.is_dir() else resolved.parent
+    configured = os.environ.get(CONFIG_DIR_ENV)
+    if configured:
+        root = Path(configured).resolve()
+        if root == folder or root in folder.parents:
+            return root
+    highest = folder
+    current = folder
+    while not any((current / marker).exists() for marker in PROJECT_MARKERS):
+        if (current / DEFAULTS_FILE).is_file():
+            highest = current
+        if current.parent == current or any((current.parent / m).exists() for m in PROJECT_MARKERS):
+            break
+        current = current.parent
+    return highest
 
 
 def find_spec_files(root: Path) -> list[Path]:
@@ -73,11 +109,16 @@ class SpecLoader:
 
     :param config_root: the folder whose ``defaults.yaml`` files apply
     :param environ: variables for ``${VAR}`` interpolation
+    :param shown_root: how messages write the config root (default: its folder name), so a
+        file shows as ``<shown_root>/<path below the root>`` whatever the working directory
     """
 
-    def __init__(self, config_root: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config_root: Path, environ: Mapping[str, str] | None = None, shown_root: str | None = None
+    ) -> None:
         self.config_root = config_root.resolve()
         self.environ = os.environ if environ is None else environ
+        self.shown_root = self.config_root.name if shown_root is None else shown_root
         self._defaults: dict[Path, Document | None] = {}
 
     def load_all(self, paths: Iterable[Path]) -> LoadResult:
@@ -99,6 +140,9 @@ class SpecLoader:
                 continue
             first_by_name[loaded.spec.name] = loaded
             result.specs.append(loaded)
+        crossed = cross_spec_errors(result.specs)
+        result.errors.extend(error for _, error in crossed)
+        result.specs = [s for s in result.specs if all(s is not bad for bad, _ in crossed)]
         # A broken defaults file is reported once, not once per spec below it.
         result.errors = list(dict.fromkeys(result.errors))
         return result
@@ -108,18 +152,31 @@ class SpecLoader:
 
         :raises SpecErrors: every problem of this file
         """
-        shown = _display_path(path)
-        text = path.read_text(encoding="utf-8")
+        shown = self.display_path(path)
+        text = read_spec_text(path, shown)
         document = read_document(shown, text, self.environ)
+        kind = _kind_of(document)
         layers = [d for d in self._defaults_chain(path.resolve().parent) if d is not None]
-        merged = merge_documents([*layers, document]) if layers else document
-        registration = get_kind(_kind_of(document))
-        assert registration is not None  # _kind_of raised otherwise
+        merged = merge_documents([*(_for_kind(d, kind) for d in layers), document]) if layers else document
+        model = spec_model_of(kind)
+        assert model is not None  # _kind_of raised otherwise
         try:
-            spec = registration.spec_model.model_validate(merged.data)
+            spec = model.model_validate(merged.data)
         except ValidationError as exc:
-            raise SpecErrors(spec_errors_from_validation(exc, merged, registration.spec_model, shown)) from None
-        return LoadedSpec(path=shown, spec=spec, document=merged, text=text)
+            raise SpecErrors(spec_errors_from_validation(exc, merged, model, shown)) from None
+        return LoadedSpec(path=shown, spec=spec, document=merged, text=text, defaults=tuple(d.path for d in layers))
+
+    def display_path(self, path: Path) -> str:
+        """Write ``path`` as messages show it: below the shown config root, or absolute outside it."""
+        text, root = str(path), str(self.config_root)
+        if text.startswith(root + os.sep):  # found under the (resolved) root: no file system call
+            return str(Path(self.shown_root) / text[len(root) + 1 :])
+        resolved = path.absolute().parent.resolve() / path.name  # a symlinked spec keeps its own name
+        try:
+            below = resolved.relative_to(self.config_root)
+        except ValueError:
+            return str(resolved)
+        return str(Path(self.shown_root) / below)
 
     def _defaults_chain(self, folder: Path) -> list[Document | None]:
         chain = []
@@ -136,7 +193,9 @@ class SpecLoader:
             candidate = folder / DEFAULTS_FILE
             document = None
             if candidate.is_file():
-                document = read_document(_display_path(candidate), candidate.read_text("utf-8"), self.environ)
+                shown = self.display_path(candidate)
+                document = read_document(shown, read_spec_text(candidate, shown), self.environ)
+                _check_kind_sections(document)
                 for reserved in ("kind", "name"):
                     if reserved in document.data:
                         pos = document.positions[(reserved,)]
@@ -146,6 +205,49 @@ class SpecLoader:
         return self._defaults[folder]
 
 
+def _check_kind_sections(document: Document) -> None:
+    """``kinds:`` in a defaults file maps known kinds to defaults for that kind only."""
+    sections = document.data.get(KINDS_KEY)
+    if sections is None:
+        return
+    errors = []
+    if not isinstance(sections, dict):
+        pos = document.position_of((KINDS_KEY,))
+        errors.append(SpecError(pos.path, pos.line, pos.column, KINDS_KEY, "must map kinds to their defaults"))
+    else:
+        kinds = known_kinds()
+        for kind, section in sections.items():
+            pos = document.position_of((KINDS_KEY, kind))
+            if kind not in kinds:
+                close = difflib.get_close_matches(str(kind), kinds, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known kinds: {', '.join(kinds)}"
+                errors.append(SpecError(pos.path, pos.line, pos.column, f"{KINDS_KEY}.{kind}", f"unknown kind; {hint}"))
+            elif not isinstance(section, dict):
+                message = "must be a mapping of that kind's keys"
+                errors.append(SpecError(pos.path, pos.line, pos.column, f"{KINDS_KEY}.{kind}", message))
+    if errors:
+        raise SpecErrors(errors)
+
+
+def _for_kind(defaults: Document, kind: str) -> Document:
+    """Return the defaults that apply to ``kind``: the shared keys, then its ``kinds:`` section over them."""
+    if KINDS_KEY not in defaults.data:
+        return defaults
+    shared = Document(path=defaults.path, data={k: v for k, v in defaults.data.items() if k != KINDS_KEY})
+    section = Document(path=defaults.path, data=defaults.data[KINDS_KEY].get(kind) or {})
+    for key_path, position in defaults.positions.items():
+        if key_path[:1] != (KINDS_KEY,):
+            shared.positions[key_path] = position
+        elif key_path[1:2] == (kind,) and len(key_path) > 2:
+            section.positions[key_path[2:]] = position
+    for key_path, raw in defaults.raw_scalars.items():
+        if key_path[:1] != (KINDS_KEY,):
+            shared.raw_scalars[key_path] = raw
+        elif key_path[1:2] == (kind,):
+            section.raw_scalars[key_path[2:]] = raw
+    return merge_documents([shared, section])
+
+
 def _kind_of(document: Document) -> str:
     kind = document.data.get("kind")
     kinds = known_kinds()
@@ -153,7 +255,7 @@ def _kind_of(document: Document) -> str:
         root = document.position_of(())
         message = f"required key is missing; one of: {', '.join(kinds)}"
         raise SpecErrors([SpecError(document.path, root.line, root.column, "kind", message)])
-    if not isinstance(kind, str) or get_kind(kind) is None:
+    if not isinstance(kind, str) or spec_model_of(kind) is None:
         pos = document.positions[("kind",)]
         close = difflib.get_close_matches(str(kind), kinds, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known kinds: {', '.join(kinds)}"
@@ -187,11 +289,3 @@ def _overlay(merged: Document, layer: Document, target: dict[str, Any], source: 
         for found, raw in layer.raw_scalars.items():
             if found[: len(child)] == child:
                 merged.raw_scalars[found] = raw
-
-
-def _display_path(path: Path) -> str:
-    """Show paths relative to the working directory when they are under it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

@@ -20,6 +20,8 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _BYTE_SIZE = re.compile(r"^\s*(\d+)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 _BYTE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 MIN_BYTE_SIZE = 1024 * 1024
+#: The shape of a schedule string for editors (lint also checks each field's range).
+CRON_OR_PRESET = r"^\s*(@(hourly|daily|weekly|monthly|quarterly|yearly)|[0-9A-Za-z*/,\-]+(\s+[0-9A-Za-z*/,\-]+){4})\s*$"
 
 
 def _dag_name(value: str) -> str:
@@ -101,20 +103,36 @@ def _schedule(value: Any) -> str | tuple[str, ...] | None:
     )
 
 
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone: use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
+    return value
+
+
 def _not_an_asset(item: Any) -> str:
     raise ValueError(f"{item!r} is not an Asset name (a string)")
 
 
 #: A DAG name (becomes the dag_id).
-DagName = Annotated[str, AfterValidator(_dag_name)]
+DagName = Annotated[str, AfterValidator(_dag_name), WithJsonSchema({"type": "string", "pattern": _DAG_NAME.pattern})]
 #: A plain identifier: column, key, feature or parameter name.
-Identifier = Annotated[str, AfterValidator(_identifier)]
+Identifier = Annotated[str, AfterValidator(_identifier), WithJsonSchema({"type": "string", "pattern": _IDENTIFIER.pattern})]
 #: ``[database.][schema.]table``: never SQL, always quoted when used.
-QualifiedName = Annotated[str, AfterValidator(_qualified_name)]
+QualifiedName = Annotated[str, AfterValidator(_qualified_name), WithJsonSchema({"type": "string", "pattern": _QUALIFIED.pattern})]
+#: An IANA time zone name (``UTC``, ``Europe/Berlin``).
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_timezone),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)*$", "examples": ["UTC", "Europe/Berlin"]}),
+]
 #: An Airflow connection id (the secret lives in the connection, never in the spec).
-ConnId = Annotated[str, AfterValidator(_conn_id)]
+ConnId = Annotated[str, AfterValidator(_conn_id), WithJsonSchema({"type": "string", "pattern": _CONN_ID.pattern})]
 #: The name of an Airflow Asset produced or consumed by a DAG.
-AssetName = Annotated[str, AfterValidator(_asset_name)]
+AssetName = Annotated[str, AfterValidator(_asset_name), WithJsonSchema({"type": "string", "pattern": _ASSET.pattern})]
 #: A duration: ``30s``, ``5m``, ``2h``, ``1d``, ``1w`` or a number of seconds.
 Duration = Annotated[
     timedelta,
@@ -153,8 +171,13 @@ Schedule = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "description": "cron expression or preset"},
-                {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Asset names"},
+                {"type": "string", "pattern": CRON_OR_PRESET, "description": "cron expression (5 fields) or preset"},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": _ASSET.pattern},
+                    "minItems": 1,
+                    "description": "Asset names",
+                },
                 {"type": "null"},
             ]
         }

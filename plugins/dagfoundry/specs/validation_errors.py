@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from dagfoundry.errors import SpecError
 from dagfoundry.specs.base import RuleViolation
@@ -30,11 +30,13 @@ def spec_errors_from_validation(
     for item in items:
         if item["type"] == "too_short" and _has_deeper_error(item, items):
             continue  # pydantic counts only the valid items: the item's own error says it all
+        if item["type"] == "missing" and _is_misspelt(item, items):
+            continue  # the unknown key next to it is the same mistake, and its line says the fix
         rule = item.get("ctx", {}).get("error")
         if isinstance(rule, RuleViolation):
             item = {**item, "loc": (*item["loc"], *rule.key_path), "msg": rule.message, "type": "rule"}
         key_path = _data_path(document.data, item["loc"])
-        message = _message(item, key_path, model)
+        message = _message(item, key_path, model, tuple(item["loc"]))
         key = format_key_path(key_path)
         if (key, message) in seen:
             continue
@@ -45,6 +47,13 @@ def spec_errors_from_validation(
             message = f"{message} (set in defaults, while validating {spec_path})"
         errors.append(SpecError(position.path, position.line, position.column, key, message))
     return errors
+
+
+def _is_misspelt(missing: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+    """Whether a missing key was written misspelt: an unknown key of the same mapping is close to it."""
+    parent, name = missing["loc"][:-1], str(missing["loc"][-1])
+    written = [str(i["loc"][-1]) for i in items if i["type"] == "extra_forbidden" and i["loc"][:-1] == parent]
+    return bool(difflib.get_close_matches(name, written, n=1, cutoff=0.6))
 
 
 def _has_deeper_error(item: dict[str, Any], items: list[dict[str, Any]]) -> bool:
@@ -69,14 +78,14 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> KeyPath:
     return tuple(path)
 
 
-def _message(item: dict[str, Any], key_path: KeyPath, model: type[BaseModel]) -> str:
+def _message(item: dict[str, Any], key_path: KeyPath, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     kind = item["type"]
     found = item.get("input")
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
         name = str(key_path[-1]) if key_path else "?"
-        allowed = _allowed_keys(model, key_path[:-1])
+        allowed = [key for key in _allowed_keys(model, loc[:-1]) if key != name]
         close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
         return f"unknown key {name!r}{hint}"
@@ -96,22 +105,27 @@ def _message(item: dict[str, Any], key_path: KeyPath, model: type[BaseModel]) ->
     return text
 
 
-def _allowed_keys(model: type[BaseModel], key_path: KeyPath) -> list[str]:
-    """Return the field names of the model found at ``key_path``, best effort through unions."""
-    candidates: list[Any] = [model]
-    for part in key_path:
-        following: list[Any] = []
-        for candidate in candidates:
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Return the field names of the model pydantic's ``loc`` leads to (union tags pick the member)."""
+    candidates: list[tuple[Any, str | None]] = [(model, None)]
+    for part in loc:
+        following: list[tuple[Any, str | None]] = []
+        tagged = [c for c in candidates if c[1] == part]
+        if tagged:  # a discriminated union's tag: keep the member it names
+            candidates = [(c[0], None) for c in tagged]
+            continue
+        for candidate, _ in candidates:
             if isinstance(part, int):
                 following.extend(_item_types(candidate))
             elif _is_model(candidate) and part in candidate.model_fields:
-                following.extend(_flatten(candidate.model_fields[part].annotation))
+                following.extend(_members(candidate.model_fields[part].annotation))
+            elif _is_model(candidate):
+                following.append((candidate, None))  # a union member's class name: stay
         candidates = following
     names: set[str] = set()
-    for candidate in candidates:
-        for inner in _flatten(candidate):
-            if _is_model(inner):
-                names.update(inner.model_fields)
+    for candidate, _ in candidates:
+        if _is_model(candidate):
+            names.update(candidate.model_fields)
     return sorted(names)
 
 
@@ -119,20 +133,23 @@ def _is_model(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, BaseModel)
 
 
-def _flatten(annotation: Any) -> list[Any]:
+def _members(annotation: Any, tag: str | None = None) -> list[tuple[Any, str | None]]:
+    """Flatten unions and ``Annotated``, keeping each member's discriminator tag."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _flatten(typing.get_args(annotation)[0])
+        inner, *metadata = typing.get_args(annotation)
+        found = next((m.tag for m in metadata if isinstance(m, Tag)), tag)
+        return _members(inner, found)
     if origin in (typing.Union, types.UnionType):
-        return [t for arg in typing.get_args(annotation) for t in _flatten(arg)]
-    return [annotation]
+        return [t for arg in typing.get_args(annotation) for t in _members(arg)]
+    return [(annotation, tag)]
 
 
-def _item_types(annotation: Any) -> list[Any]:
+def _item_types(annotation: Any) -> list[tuple[Any, str | None]]:
     result = []
-    for flat in _flatten(annotation):
+    for flat, _ in _members(annotation):
         if typing.get_origin(flat) in (list, tuple, set, frozenset):
             for arg in typing.get_args(flat):
                 if arg is not Ellipsis:
-                    result.extend(_flatten(arg))
+                    result.extend(_members(arg))
     return result

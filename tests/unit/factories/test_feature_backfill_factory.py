@@ -55,7 +55,7 @@ def test_runs_compute_the_right_feature_dates():
     ("replace", "key", "message"),
     [
         ('schedule: "0 2 * * *"\n', "schedule", "need a schedule"),
-        ("function: count, window_days: 7", "features[0].source", "'nowhere' is not one of ['clicks']"),
+        ("function: count, window_days: 7", "features[0].source", "'nowhere' is not a source of this view; sources: clicks"),
         ("table: events/clicks", "sources[0].table", "should match pattern"),
     ],
 )

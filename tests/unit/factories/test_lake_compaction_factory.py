@@ -112,7 +112,7 @@ LAST_LINE = BASE.count("\n") + 1
         ("  - /abs/events\n", LAST_LINE, "tables[1]", "relative path"),
         ("  - _staging/x\n", LAST_LINE, "tables[1]", "reserved"),
         ("  - events/orders\n", LAST_LINE, "tables[1]", "listed twice"),
-        ("compression: zlib\n", LAST_LINE, "compression", "not allowed for parquet"),
+        ("compression: zlib\n", LAST_LINE, "compression", "cannot be written as parquet"),
         ("min_small_files: 1\n", LAST_LINE, "min_small_files", "greater than or equal to 2"),
         ("spark: {conf: {executor.cores: '2'}}\n", LAST_LINE, "spark.conf", "spark."),
         ("spark: {driver_memory: lots}\n", LAST_LINE, "spark.driver_memory", "'2g'"),

@@ -25,7 +25,7 @@ def test_root_defaults_apply_to_specs_at_the_root():
     spec = SpecLoader(GOOD, environ={}).load_file(GOOD / "customers_chain.yaml").spec
     assert spec.owner == "customers-team"
     assert spec.retries == 3
-    assert spec.schedule == ("lake.mirror.shop.orders",)
+    assert spec.schedule == ("crm.customers_exported",)
 
 
 def test_error_in_defaults_points_at_the_defaults_file(tmp_path):
@@ -64,3 +64,29 @@ def test_spec_files_are_found_in_stable_order_without_defaults_or_hidden_files(t
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x: 1\n")
     assert [p.relative_to(tmp_path).as_posix() for p in find_spec_files(tmp_path)] == ["a.yml", "b.yaml", "z/c.yaml"]
+
+
+def test_kind_sections_of_defaults_apply_to_their_kind_only(tmp_path):
+    (tmp_path / "defaults.yaml").write_text(
+        "owner: shared-team\nkinds:\n  test_chain:\n    threshold: 7\n    owner: chain-team\n"
+        "  lake_compaction:\n    min_small_files: 9\n"
+    )
+    (tmp_path / "chain.yaml").write_text("kind: test_chain\nname: chain\nsteps: [s]\n")
+    (tmp_path / "compaction.yaml").write_text("kind: lake_compaction\nname: compaction\ntables: [events/a]\n")
+    result = SpecLoader(tmp_path, environ={}).load_all(find_spec_files(tmp_path))
+    assert result.errors == []
+    chain, compaction = (s.spec for s in result.specs)
+    assert (chain.threshold, chain.owner) == (7, "chain-team")
+    assert (compaction.min_small_files, compaction.owner) == (9, "shared-team")
+
+
+def test_a_kind_section_error_points_into_the_defaults_file(tmp_path):
+    (tmp_path / "defaults.yaml").write_text("kinds:\n  test_chain:\n    threshold: -1\n  cdc_ingest: {}\n")
+    (tmp_path / "chain.yaml").write_text("kind: test_chain\nname: chain\nsteps: [s]\n")
+    result = SpecLoader(tmp_path, environ={}).load_all(find_spec_files(tmp_path))
+    assert [e.render().split(": ", 1)[0] + ": " + e.key for e in result.errors] == [
+        f"{tmp_path.name}/defaults.yaml:4:3: kinds.cdc_ingest"
+    ]
+    (tmp_path / "defaults.yaml").write_text("kinds:\n  test_chain:\n    threshold: -1\n")
+    (error,) = SpecLoader(tmp_path, environ={}).load_all(find_spec_files(tmp_path)).errors
+    assert (error.path, error.line, error.key) == (f"{tmp_path.name}/defaults.yaml", 3, "threshold")

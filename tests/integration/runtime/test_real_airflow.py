@@ -1,0 +1,272 @@
+"""dagfoundry on a real Airflow, the way it is deployed: no ``dag.test()``.
+
+``include/airflow_local.py`` (what ``make airflow`` runs) starts the api-server, scheduler,
+dag-processor and triggerer with the LocalExecutor and a PostgreSQL metadata database in a
+database of its own; the tests drive it only through the REST API (``/api/v2``), as a user or
+a CI job would: trigger with conf, backfill, break a spec, look at the UI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from include.airflow_local import free_port
+from include.demo.order_events import TABLE as EVENTS_TABLE
+from include.demo.order_events import write_order_events
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+FIRST_DAY = dt.date(2025, 3, 1)
+DAYS = 5
+COMPACTION_DAG = "rt_compaction"
+FEATURE_DAG = "rt_features"
+
+COMPACTION_SPEC = f"""
+kind: lake_compaction
+name: {COMPACTION_DAG}
+description: Compacts the order events (real-scheduler test).
+schedule: null
+start_date: 2025-01-01
+retries: 0
+tables: [{EVENTS_TABLE}]
+target_file_size: 1MB
+min_small_files: 5
+closed_after: 2h
+spark: {{conn_id: spark_local, driver_memory: 512m}}
+"""
+
+FEATURE_SPEC = f"""
+kind: feature_backfill
+name: {FEATURE_DAG}
+description: Orders per customer and day (real-scheduler test).
+schedule: "0 2 * * *"
+start_date: {FIRST_DAY.isoformat()}
+retries: 0
+max_active_runs: 2
+entity_keys: [customer_id]
+sources:
+  - {{name: orders, table: {EVENTS_TABLE}, event_time: ordered_at, partition_column: event_date, on_missing: skip}}
+features:
+  - {{name: orders_1d, function: count, window_days: 1}}
+ttl_days: 7
+"""
+
+
+class AirflowApi:
+    """A thin client of one Airflow's REST API (the simple auth manager lets everyone in here)."""
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        self.url = url
+        self.session = requests.Session()
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        response = self.session.request(method, f"{self.url}/api/v2{path}", timeout=30, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:2000]}"
+        return response.json() if response.content else {}
+
+    def wait_for(self, what: str, check, timeout: float = 240.0, every: float = 2.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = check()
+            if found:
+                return found
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def wait_for_runs(self, dag_id: str, run_ids: list[str], timeout: float = 240.0) -> dict[str, str]:
+        def finished() -> dict[str, str] | None:
+            runs = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+            states = {r["dag_run_id"]: r["state"] for r in runs if r["dag_run_id"] in run_ids}
+            done = len(states) == len(run_ids) and all(s in ("success", "failed") for s in states.values())
+            return states if done else None
+
+        return self.wait_for(f"runs {run_ids} of {dag_id}", finished, timeout)
+
+    def failure_report(self, dag_id: str, run_id: str) -> str:
+        tis = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return json.dumps({t["task_id"]: t["state"] for t in tis})
+
+
+@pytest.fixture(scope="module")
+def metadata_database() -> Iterator[str]:
+    """A uniquely named PostgreSQL database for Airflow's metadata, dropped afterwards."""
+    import psycopg2
+
+    name = f"dagfoundry_airflow_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, metadata_database: str) -> Iterator[dict]:
+    """Start the four components on a temp home, lake and spec folder; stop them afterwards."""
+    work = tmp_path_factory.mktemp("real-airflow")
+    configs, lake, home = work / "dag_configs", work / "lake", work / "airflow"
+    configs.mkdir()
+    (configs / f"{COMPACTION_DAG}.yaml").write_text(COMPACTION_SPEC)
+    (configs / f"{FEATURE_DAG}.yaml").write_text(FEATURE_SPEC)
+    write_order_events(lake, FIRST_DAY, DAYS, events_per_day=60, files_per_day=6, customers=20)
+    aged = time.time() - 6 * 3600  # the writer finished hours ago: the days are closed
+    for path in [*(lake / EVENTS_TABLE).rglob("*"), lake / EVENTS_TABLE]:
+        os.utime(path, (aged, aged))
+    port = free_port()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_PORT": str(port),
+        "AIRFLOW_PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_database,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "DAGFOUNDRY_CONFIG_DIR": str(configs),
+        "DAGFOUNDRY_LAKE_ROOT": str(lake),
+    }
+    env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)  # a deployment, not a unit test
+    launcher = [sys.executable, str(ROOT / "include" / "airflow_local.py")]
+    started = subprocess.run([*launcher, "start", "--environment", "inherit"], env=env, capture_output=True, text=True)
+    try:
+        assert started.returncode == 0, f"airflow_local.py start failed:\n{started.stdout}\n{started.stderr[-4000:]}"
+        api = AirflowApi(f"http://127.0.0.1:{port}")
+        api.wait_for(
+            "both DAGs to be parsed",
+            lambda: {COMPACTION_DAG, FEATURE_DAG} <= {d["dag_id"] for d in api.call("GET", "/dags")["dags"]},
+            timeout=120,
+        )
+        for dag_id in (COMPACTION_DAG, FEATURE_DAG):
+            api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        yield {"api": api, "configs": configs, "lake": lake, "home": home, "port": port}
+    finally:
+        stopped = subprocess.run([*launcher, "stop", "--environment", "inherit"], env=env, capture_output=True, text=True)
+        leftovers = _processes_marked(home)
+        assert stopped.returncode == 0, stopped.stderr[-2000:]
+        assert not leftovers, f"processes outlived `airflow_local.py stop`: {leftovers}"
+
+
+def _processes_marked(home: Path) -> list[int]:
+    from include.airflow_local import MARKER, _all_pids, _environ_of
+
+    return [pid for pid in _all_pids() if _environ_of(pid).get(MARKER) == str(home.resolve())]
+
+
+def _parquet_files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.parquet"))
+
+
+def test_triggered_dry_run_over_rest_plans_and_changes_nothing(deployment: dict) -> None:
+    api, lake = deployment["api"], deployment["lake"]
+    before = _parquet_files(lake / EVENTS_TABLE)
+    run = api.call("POST", f"/dags/{COMPACTION_DAG}/dagRuns", json={"logical_date": None, "conf": {"dry_run": True}})
+    states = api.wait_for_runs(COMPACTION_DAG, [run["dag_run_id"]], timeout=180)
+    assert states[run["dag_run_id"]] == "success", api.failure_report(COMPACTION_DAG, run["dag_run_id"])
+    assert api.call("GET", f"/dags/{COMPACTION_DAG}/dagRuns/{run['dag_run_id']}")["conf"] == {"dry_run": True}
+    assert _parquet_files(lake / EVENTS_TABLE) == before, "a dry run changed the table"
+
+
+def test_backfill_over_rest_writes_each_day(deployment: dict) -> None:
+    import duckdb
+
+    api, lake = deployment["api"], deployment["lake"]
+    days = [FIRST_DAY + dt.timedelta(days=n) for n in (2, 3)]
+    backfill = api.call(
+        "POST",
+        "/backfills",
+        json={
+            "dag_id": FEATURE_DAG,
+            # Runs sit at 02:00: the range from the first day's midnight to the day after the last covers both.
+            "from_date": f"{days[0].isoformat()}T00:00:00Z",
+            "to_date": f"{(days[-1] + dt.timedelta(days=1)).isoformat()}T00:00:00Z",
+            "max_active_runs": 2,
+            "reprocess_behavior": "none",
+        },
+    )
+
+    def backfill_runs() -> list[str] | None:
+        runs = api.call("GET", f"/dags/{FEATURE_DAG}/dagRuns", params={"run_type": "backfill", "limit": 100})
+        ids = [r["dag_run_id"] for r in runs["dag_runs"]]
+        return ids if len(ids) == len(days) else None
+
+    run_ids = api.wait_for(f"backfill {backfill['id']} to create its runs", backfill_runs, timeout=60)
+    states = api.wait_for_runs(FEATURE_DAG, run_ids, timeout=300)
+    assert all(s == "success" for s in states.values()), {r: api.failure_report(FEATURE_DAG, r) for r in run_ids}
+
+    offline = lake / "features" / FEATURE_DAG
+    written = sorted(p.name for p in offline.glob("feature_date=*"))
+    assert written == [f"feature_date={d.isoformat()}" for d in days]
+    events = str(lake / EVENTS_TABLE / "**" / "*.parquet")
+    for day in days:
+        expected = dict(
+            duckdb.sql(
+                f"SELECT customer_id, count(*) FROM read_parquet('{events}', hive_partitioning = false) "
+                f"WHERE ordered_at >= TIMESTAMPTZ '{day} 00:00:00+00' "
+                f"AND ordered_at < TIMESTAMPTZ '{day} 00:00:00+00' + INTERVAL 1 DAY GROUP BY 1"
+            ).fetchall()
+        )
+        got = dict(
+            duckdb.sql(
+                f"SELECT customer_id, orders_1d FROM read_parquet('{offline / f'feature_date={day}'}/*.parquet') "
+                "WHERE orders_1d > 0"
+            ).fetchall()
+        )
+        assert expected and got == expected, f"orders_1d of {day}"
+
+
+def test_ui_lists_the_dags(deployment: dict, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: scripts/ensure_system_packages.sh installs it"
+    url = f"http://127.0.0.1:{deployment['port']}/dags"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", "--virtual-time-budget=15000"]
+    screenshot = tmp_path / "dags.png"
+    shot = subprocess.run([chromium, *flags, f"--screenshot={screenshot}", url], capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert COMPACTION_DAG in dom and FEATURE_DAG in dom, dom[-2000:]
+    if os.environ.get("DAGFOUNDRY_KEEP_SCREENSHOTS"):
+        shutil.copy(screenshot, os.environ["DAGFOUNDRY_KEEP_SCREENSHOTS"])
+
+
+def test_broken_spec_shows_an_import_error_and_the_other_dags_stay(deployment: dict) -> None:
+    api, configs = deployment["api"], deployment["configs"]
+    (configs / "rt_broken.yaml").write_text(
+        textwrap.dedent(
+            """\
+            kind: lake_compaction
+            name: rt_broken
+            tables: [events/orders]
+            target_file_sise: 1MB
+            """
+        )
+    )
+
+    def broken_reported() -> list[str] | None:
+        errors = api.call("GET", "/importErrors")["import_errors"]
+        messages = [e["stack_trace"] for e in errors if "rt_broken.yaml" in e["stack_trace"]]
+        return messages or None
+
+    (message,) = api.wait_for("the import error of rt_broken.yaml", broken_reported, timeout=120)
+    assert "rt_broken.yaml:4:1: target_file_sise" in message, message
+    dags = {d["dag_id"] for d in api.call("GET", "/dags")["dags"]}
+    assert {COMPACTION_DAG, FEATURE_DAG} <= dags and "rt_broken" not in dags
