@@ -128,12 +128,14 @@ def _log_report(spec: ModelPromotionSpec, client: Any, location: MlflowLocation,
     if evaluation["challenger"]["metrics"]:
         chart = draw_comparison(evaluation, gates, folder / "comparison.png",
                                 f"{spec.registered_model} v{decision['challenger']}: {verdict}")
-    (folder / "decision.json").write_text(json.dumps(decision, indent=2, sort_keys=True, default=str))
     experiment = ensure_experiment(experiment_name(spec.registered_model) + "/promotion", location)
     run = client.create_run(experiment, run_name=decision["dag_run"].replace("/", " "), tags={
         audit.DECISION: verdict if not decision["dry_run"] else f"dry_run ({verdict})",
         audit.REASON: decision["reason"][:5000], audit.DAG_RUN: decision["dag_run"],
     })
+    report = {"chart_path": str(chart or ""), "report_run_id": run.info.run_id,
+              "chart_uri": f"{run.info.artifact_uri}/{CHART_ARTIFACT}" if chart is not None else ""}
+    (folder / "decision.json").write_text(json.dumps({**decision, **report}, indent=2, sort_keys=True, default=str))
     for side in ("challenger", "champion"):
         for metric, value in ((evaluation.get(side) or {}).get("metrics") or {}).items():
             client.log_metric(run.info.run_id, f"{side}.{metric}", value)
@@ -141,8 +143,7 @@ def _log_report(spec: ModelPromotionSpec, client: Any, location: MlflowLocation,
     if chart is not None:
         client.log_artifact(run.info.run_id, str(chart), "promotion")
     client.set_terminated(run.info.run_id)
-    uri = f"{run.info.artifact_uri}/{CHART_ARTIFACT}" if chart is not None else ""
-    return {"chart_path": str(chart or ""), "chart_uri": uri, "report_run_id": run.info.run_id}
+    return report
 
 
 def switch_step(spec: ModelPromotionSpec, location: MlflowLocation, decision: dict[str, Any],
