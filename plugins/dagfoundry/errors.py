@@ -63,3 +63,7 @@ class TrainingDataError(DagfoundryError):
 
 class TrainerError(DagfoundryError):
     """A trainer entrypoint cannot be loaded, raised, or returned something that cannot predict."""
+
+
+class PromotionError(DagfoundryError):
+    """A promotion or rollback cannot go on: the registry changed under it, or there is nothing to restore."""

@@ -27,6 +27,7 @@ BUILTIN_KINDS: dict[str, tuple[str, str] | str] = {
     "cdc_ingestion": ("dagfoundry.specs.cdc_ingestion:CdcIngestionSpec", "dagfoundry.factories.cdc_ingestion"),
     "feature_backfill": ("dagfoundry.specs.feature_backfill:FeatureBackfillSpec", "dagfoundry.factories.feature_backfill"),
     "lake_compaction": ("dagfoundry.specs.lake_compaction:LakeCompactionSpec", "dagfoundry.factories.lake_compaction"),
+    "model_promotion": ("dagfoundry.specs.model_promotion:ModelPromotionSpec", "dagfoundry.factories.model_promotion"),
     "retraining": ("dagfoundry.specs.retraining:RetrainingSpec", "dagfoundry.factories.retraining"),
 }
 

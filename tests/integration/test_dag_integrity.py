@@ -72,6 +72,8 @@ def test_project_examples_parse_without_import_errors(tmp_path):
     assert result["dags"]["shop_churn_retraining"]["tasks"] == [
         "build_training_set", "validate_training_set", "check_drift", "train", "register_model"
     ]
+    assert result["dags"]["shop_churn_promotion"]["tasks"] == ["evaluate", "route", "promote", "rollback",
+                                                              "record_outcome"]
     for dag_id, dag in result["dags"].items():
         assert dag["doc_md"] and dag_id in dag["doc_md"]
         assert "dagfoundry" in dag["tags"] and dag["owner"] != "airflow"

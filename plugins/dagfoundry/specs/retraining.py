@@ -168,6 +168,12 @@ class RetrainingSpec(DagSpec):
             raise RuleViolation(("split", "holdout_days"), "the holdout must be shorter than training.window_days")
         return self
 
+    def produced_assets(self) -> list[str]:
+        """Return the challenger Asset a run emits when it registers a model."""
+        from dagfoundry.assets import model_asset_name
+
+        return [model_asset_name(self.registered_model, "challenger")]
+
     @property
     def feature_columns(self) -> list[str]:
         """Return the model's input columns, in order: label-table features, then each view's."""

@@ -65,7 +65,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_lint_prints_only_its_findings_and_never_imports_airflow():
     done = run_cli("-m", "dagfoundry", "lint", "dag_configs")
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout.splitlines() == ["dagfoundry lint: 4 spec(s) checked, 4 valid; ok"]
+    assert done.stdout.splitlines() == ["dagfoundry lint: 5 spec(s) checked, 5 valid; ok"]
     probe = (
         "import json, sys\nfrom dagfoundry.cli import main\nstatus = main(['lint', 'dag_configs'])\n"
         "print(json.dumps([status, sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'dagfoundry') "

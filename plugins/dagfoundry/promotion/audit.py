@@ -1,0 +1,71 @@
+"""Audit records: ``dagfoundry.promotion.*`` tags on model versions and the model's history.
+
+MLflow keeps no history of aliases, so the kind keeps one: an append-only sequence of
+registered-model tags ``dagfoundry.promotion.history.000001``, ``...000002``, each a JSON
+entry (when, what, from which version to which, the DAG run, who approved, the metrics). A
+new entry takes the next number under the promotion lock (:mod:`dagfoundry.promotion.switch`)
+and existing numbers are never written again. Tags are shown in the MLflow UI and returned
+by ``MlflowClient.get_registered_model``; :func:`read_history` returns the entries in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from dagfoundry.models.registry_tags import PREFIX
+
+PROMOTION_PREFIX = PREFIX + "promotion."
+HISTORY_PREFIX = PROMOTION_PREFIX + "history."
+
+#: tags on the challenger after each evaluation
+DECISION = PROMOTION_PREFIX + "decision"
+REASON = PROMOTION_PREFIX + "reason"
+EVALUATED_AT = PROMOTION_PREFIX + "evaluated_at"
+EVALUATION = PROMOTION_PREFIX + "evaluation"
+HOLDOUT_DIGEST = PROMOTION_PREFIX + "holdout_digest"
+CHART = PROMOTION_PREFIX + "chart"
+DAG_RUN = PROMOTION_PREFIX + "dag_run"
+#: tags written when aliases move
+PROMOTED_AT = PROMOTION_PREFIX + "promoted_at"
+APPROVED_BY = PROMOTION_PREFIX + "approved_by"
+REPLACED = PROMOTION_PREFIX + "replaced"
+REPLACED_BY = PROMOTION_PREFIX + "replaced_by"
+REPLACED_AT = PROMOTION_PREFIX + "replaced_at"
+ROLLED_BACK_AT = PROMOTION_PREFIX + "rolled_back_at"
+RESTORED_AT = PROMOTION_PREFIX + "restored_at"
+HISTORY_ENTRY = PROMOTION_PREFIX + "history_entry"
+
+
+def now_text() -> str:
+    """Return the current UTC time as ISO 8601 (what every audit record uses)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def history_key(seq: int) -> str:
+    """Return the registered-model tag of history entry ``seq`` (zero-padded, so tags sort)."""
+    return f"{HISTORY_PREFIX}{seq:06d}"
+
+
+def read_history(client: Any, model: str) -> list[dict[str, Any]]:
+    """Return the model's promotion history, oldest first."""
+    registered = client.get_registered_model(model)
+    entries = [json.loads(value) for key, value in registered.tags.items() if key.startswith(HISTORY_PREFIX)]
+    return sorted(entries, key=lambda entry: entry["seq"])
+
+
+def append_history(client: Any, model: str, entry: dict[str, Any]) -> int:
+    """Append ``entry`` to the model's history and return its number; call it holding the lock."""
+    registered = client.get_registered_model(model)
+    taken = [int(key[len(HISTORY_PREFIX):]) for key in registered.tags if key.startswith(HISTORY_PREFIX)]
+    seq = max(taken, default=0) + 1
+    client.set_registered_model_tag(model, history_key(seq), json.dumps({"seq": seq, **entry}, sort_keys=True))
+    return seq
+
+
+def tag_version(client: Any, model: str, version: str, values: dict[str, Any]) -> None:
+    """Set ``dagfoundry.promotion.*`` tags on one version (non-strings as JSON)."""
+    for key, value in sorted(values.items()):
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        client.set_model_version_tag(model, version, key, text)
