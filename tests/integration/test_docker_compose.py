@@ -224,3 +224,16 @@ def test_no_secret_is_written_in_the_file():
         assert value.startswith("${") and value.endswith("}"), value
     for value in re.findall(r"://[^:/@\s]+:([^@\s]+)@", COMPOSE_TEXT):
         assert value.startswith("${"), value
+
+
+def test_every_connection_parses_and_spark_submits_to_the_standalone_master(services, monkeypatch):
+    from airflow.models.connection import Connection
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    env = services["airflow-worker"]["environment"]
+    for key, value in env.items():
+        if key.startswith("AIRFLOW_CONN_"):
+            connection = Connection.from_json(value, conn_id=key.removeprefix("AIRFLOW_CONN_").lower())
+            assert connection.host, key
+            monkeypatch.setenv(key, value)
+    assert SparkSubmitHook(conn_id="spark_local")._resolve_connection()["master"] == "spark://spark-master:7077"
