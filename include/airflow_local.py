@@ -2,7 +2,10 @@
 
 Runs the four components a deployment runs (api-server, scheduler, dag-processor, triggerer)
 with the LocalExecutor sized to the machine, each in its own process group with a pid file
-and a log under ``$AIRFLOW_HOME/local/``. Commands:
+and a log under ``$AIRFLOW_HOME/local/``. With ``AIRFLOW__CORE__EXECUTOR=CeleryExecutor`` it
+also runs a Celery worker (``airflow celery worker``) against the broker of
+``AIRFLOW__CELERY__BROKER_URL`` (default: the local Redis, database 0); tasks then go through
+the broker, as on a cluster of workers. Commands:
 
 - ``run``: start, print the URL and the login, stay in the foreground; Ctrl-C stops everything.
 - ``start``: start and return once the API answers (tests; ``stop`` ends it).
@@ -43,6 +46,13 @@ COMPONENTS = {
     "dag-processor": ["dag-processor"],
     "triggerer": ["triggerer"],
 }
+#: Added with the CeleryExecutor. Serving logs is left to the api-server, which reads the
+#: workers' files on this machine (port 8793 would clash between deployments).
+CELERY_COMPONENTS = {"celery-worker": ["celery", "worker", "--skip-serve-logs"]}
+CELERY_EXECUTOR = "CeleryExecutor"
+LOCAL_REDIS_BROKER = "redis://127.0.0.1:6379/0"
+#: What `stop` looks for, whatever the executor of the environment it is called with.
+ALL_COMPONENTS = [*COMPONENTS, *CELERY_COMPONENTS]
 # Every process we start carries this variable (set to the Airflow home). `stop` kills each
 # component's process group, then any process still in a component's session or carrying the
 # marker (setproctitle can overwrite /proc/PID/environ, hence both), so nothing outlives it.
@@ -59,6 +69,15 @@ class LocalAirflow:
         self.run_dir = self.home / "local"
 
     @property
+    def executor(self) -> str:
+        return self.environment.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+
+    @property
+    def components(self) -> dict[str, list[str]]:
+        """Return the processes this deployment runs: name -> ``airflow`` arguments."""
+        return {**COMPONENTS, **(CELERY_COMPONENTS if self.executor == CELERY_EXECUTOR else {})}
+
+    @property
     def url(self) -> str:
         return self.environment["AIRFLOW__API__BASE_URL"].rstrip("/")
 
@@ -73,7 +92,7 @@ class LocalAirflow:
         )
         if migrate.returncode != 0:
             raise SystemExit(f"airflow db migrate failed:\n{migrate.stderr[-3000:]}")
-        for name, args in COMPONENTS.items():
+        for name, args in self.components.items():
             log = (self.run_dir / f"{name}.log").open("ab")
             process = subprocess.Popen(
                 [sys.executable, "-m", "airflow", *args],
@@ -91,7 +110,7 @@ class LocalAirflow:
         """Wait until the API answers; fail with the log tail of a component that died."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            dead = [name for name in COMPONENTS if name not in self.running()]
+            dead = [name for name in self.components if name not in self.running()]
             if dead:
                 self.stop()
                 raise SystemExit(f"{dead[0]} exited during start:\n{self.log_tail(dead[0])}")
@@ -107,11 +126,11 @@ class LocalAirflow:
 
     def running(self) -> list[str]:
         """Return the components whose process group still lives."""
-        return [name for name in COMPONENTS if self._pid(name) is not None]
+        return [name for name in self.components if self._pid(name) is not None]
 
     def stop(self) -> None:
         """Stop every component's process group (TERM, then KILL after a grace period) and strays."""
-        groups = [pid for name in COMPONENTS if (pid := self._pid(name))]
+        groups = [pid for name in ALL_COMPONENTS if (pid := self._pid(name))]
         for pid in groups:
             _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
@@ -124,7 +143,7 @@ class LocalAirflow:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for name in COMPONENTS:
+        for name in ALL_COMPONENTS:
             self._pid_file(name).unlink(missing_ok=True)
 
     def login(self) -> str:
@@ -159,7 +178,7 @@ class LocalAirflow:
     def _strays(self) -> list[int]:
         """Return leftover descendants: in a component's session, or carrying the marker."""
         own = os.getpid()
-        sessions = {pid for name in COMPONENTS if (pid := self._recorded_pid(name))}
+        sessions = {pid for name in ALL_COMPONENTS if (pid := self._recorded_pid(name))}
         return [
             pid
             for pid in _all_pids()
@@ -276,6 +295,10 @@ def airflow_environment(base: dict[str, str], *, port: int | None = None) -> dic
         "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(home),
         MARKER: str(home),
     }
+    if environment["AIRFLOW__CORE__EXECUTOR"] == CELERY_EXECUTOR:
+        # The result backend defaults to the metadata database; the worker runs as many tasks as slots.
+        environment.setdefault("AIRFLOW__CELERY__BROKER_URL", LOCAL_REDIS_BROKER)
+        environment.setdefault("AIRFLOW__CELERY__WORKER_CONCURRENCY", parallelism)
     if venv_bin not in environment.get("PATH", "").split(os.pathsep):
         environment["PATH"] = venv_bin + os.pathsep + environment.get("PATH", "")
     return environment
@@ -315,8 +338,8 @@ def run_foreground(local: LocalAirflow) -> int:
     status = 0
     while not stopping:
         running = local.running()
-        if len(running) < len(COMPONENTS):
-            dead = sorted(set(COMPONENTS) - set(running))
+        if len(running) < len(local.components):
+            dead = sorted(set(local.components) - set(running))
             print(f"{', '.join(dead)} stopped; its log:\n{local.log_tail(dead[0])}", file=sys.stderr)
             status = 1
             break
@@ -329,15 +352,24 @@ def run_foreground(local: LocalAirflow) -> int:
 
 def announce(local: LocalAirflow) -> str:
     slots = local.environment["AIRFLOW__CORE__PARALLELISM"]
+    executor = f"{local.executor} with {slots} task slots"
+    if local.executor == CELERY_EXECUTOR:
+        executor += f", one Celery worker on {_without_password(local.environment['AIRFLOW__CELERY__BROKER_URL'])}"
     return "\n".join(
         [
             f"Airflow is up: {local.url}",
             f"  log in: {local.login()}",
             f"  home {local.home}; logs and pids in {local.run_dir}",
-            f"  LocalExecutor with {slots} task slots; DAGs from {ROOT / 'dags'}",
+            f"  {executor}; DAGs from {ROOT / 'dags'}",
             "  stop: Ctrl-C here, or `make airflow-stop` from another shell",
         ]
     )
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{'***' + at if credentials else ''}{host}"
 
 
 def main(argv: list[str] | None = None) -> int:

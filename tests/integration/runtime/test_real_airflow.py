@@ -1,9 +1,12 @@
 """dagfoundry on a real Airflow, the way it is deployed: no ``dag.test()``.
 
 ``include/airflow_local.py`` (what ``make airflow`` runs) starts the api-server, scheduler,
-dag-processor and triggerer with the LocalExecutor and a PostgreSQL metadata database in a
-database of its own; the tests drive it only through the REST API (``/api/v2``), as a user or
-a CI job would: trigger with conf, backfill, break a spec, look at the UI.
+dag-processor and triggerer with a PostgreSQL metadata database in a database of its own;
+the tests drive it only through the REST API (``/api/v2``), as a user or a CI job would:
+trigger with conf, backfill, break a spec, look at the UI. The deployment runs the
+CeleryExecutor with one ``airflow celery worker`` on the local Redis (a database number and a
+queue of its own), the way a team's cluster runs tasks; ``make airflow``'s LocalExecutor is
+the same launcher with one setting less.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ FIRST_DAY = dt.date(2025, 3, 1)
 DAYS = 5
 COMPACTION_DAG = "rt_compaction"
 FEATURE_DAG = "rt_features"
+CDC_DAG = "rt_cdc"
+#: The local Redis database the Celery broker uses here (others use 0 and the online store tests theirs).
+CELERY_REDIS_DB = 9
+UNIQUE = uuid.uuid4().hex[:8]
+CELERY_QUEUE = f"dagfoundry_rt_{UNIQUE}"
 
 COMPACTION_SPEC = f"""
 kind: lake_compaction
@@ -62,6 +70,21 @@ sources:
 features:
   - {{name: orders_1d, function: count, window_days: 1}}
 ttl_days: 7
+"""
+
+
+CDC_SPEC = f"""
+kind: cdc_ingestion
+name: {CDC_DAG}
+description: Customers of a test shop, captured with the embedded Debezium engine (real-scheduler test).
+schedule: null
+start_date: 2025-01-01
+retries: 0
+source: {{name: rtshop, conn_id: rt_shop}}
+tables:
+  - name: public.customers
+    primary_key: [customer_id]
+capture: {{idle: 3s, max_duration: 3m, slot_name: df_rt_{UNIQUE}, publication_name: df_rt_{UNIQUE}}}
 """
 
 
@@ -121,13 +144,68 @@ def metadata_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, metadata_database: str) -> Iterator[dict]:
-    """Start the four components on a temp home, lake and spec folder; stop them afterwards."""
+def source_database() -> Iterator[str]:
+    """A uniquely named PostgreSQL database with a customers table; its slots and itself dropped afterwards."""
+    import psycopg2
+
+    name = f"dagfoundry_rt_source_{UNIQUE}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SHOW wal_level")
+        assert cur.fetchone()[0] == "logical", "PostgreSQL needs wal_level=logical: run scripts/ensure_postgres_logical.sh"
+        cur.execute(f'CREATE DATABASE "{name}"')
+    with psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=name) as source, source.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE customers (customer_id int PRIMARY KEY, name text, city text);"
+            "INSERT INTO customers SELECT g, 'customer ' || g, 'city ' || (g % 7) FROM generate_series(1, 120) g;"
+        )
+    source.close()
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = %s AND active", (name,))
+            cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,))
+            for (slot,) in cur.fetchall():
+                cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _celery_broker() -> str:
+    """Return the broker URL on the local Redis; fail clearly when Redis does not answer."""
+    import redis
+
+    url = f"redis://127.0.0.1:6379/{CELERY_REDIS_DB}"
+    try:
+        redis.Redis.from_url(url, socket_timeout=5).ping()
+    except redis.RedisError as error:
+        pytest.fail(f"Redis at 127.0.0.1:6379 (the Celery broker) does not answer: {error}")
+    return url
+
+
+def _forget_celery_queue(broker: str) -> None:
+    """Delete the Redis keys of this run's queue (nothing else lives under its unique name)."""
+    import redis
+
+    client = redis.Redis.from_url(broker)
+    for key in client.scan_iter(match=f"*{CELERY_QUEUE}*"):
+        client.delete(key)
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, metadata_database: str, source_database: str
+) -> Iterator[dict]:
+    """Start the components and a Celery worker on a temp home, lake and spec folder; stop them afterwards."""
     work = tmp_path_factory.mktemp("real-airflow")
     configs, lake, home = work / "dag_configs", work / "lake", work / "airflow"
     configs.mkdir()
     (configs / f"{COMPACTION_DAG}.yaml").write_text(COMPACTION_SPEC)
     (configs / f"{FEATURE_DAG}.yaml").write_text(FEATURE_SPEC)
+    (configs / f"{CDC_DAG}.yaml").write_text(CDC_SPEC)
+    broker = _celery_broker()
     write_order_events(lake, FIRST_DAY, DAYS, events_per_day=60, files_per_day=6, customers=20)
     aged = time.time() - 6 * 3600  # the writer finished hours ago: the days are closed
     for path in [*(lake / EVENTS_TABLE).rglob("*"), lake / EVENTS_TABLE]:
@@ -144,6 +222,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, metadata_database: str)
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "DAGFOUNDRY_CONFIG_DIR": str(configs),
         "DAGFOUNDRY_LAKE_ROOT": str(lake),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": broker,
+        # A queue of this run's own: another deployment on the same Redis never takes its tasks.
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": CELERY_QUEUE,
+        "AIRFLOW_CONN_RT_SHOP": json.dumps(
+            {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": source_database}
+        ),
     }
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)  # a deployment, not a unit test
     launcher = [sys.executable, str(ROOT / "include" / "airflow_local.py")]
@@ -152,15 +237,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, metadata_database: str)
         assert started.returncode == 0, f"airflow_local.py start failed:\n{started.stdout}\n{started.stderr[-4000:]}"
         api = AirflowApi(f"http://127.0.0.1:{port}")
         api.wait_for(
-            "both DAGs to be parsed",
-            lambda: {COMPACTION_DAG, FEATURE_DAG} <= {d["dag_id"] for d in api.call("GET", "/dags")["dags"]},
+            "the three DAGs to be parsed",
+            lambda: {COMPACTION_DAG, FEATURE_DAG, CDC_DAG} <= {d["dag_id"] for d in api.call("GET", "/dags")["dags"]},
             timeout=120,
         )
-        for dag_id in (COMPACTION_DAG, FEATURE_DAG):
+        for dag_id in (COMPACTION_DAG, FEATURE_DAG, CDC_DAG):
             api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-        yield {"api": api, "configs": configs, "lake": lake, "home": home, "port": port}
+        yield {"api": api, "configs": configs, "lake": lake, "home": home, "port": port, "source": source_database}
     finally:
         stopped = subprocess.run([*launcher, "stop", "--environment", "inherit"], env=env, capture_output=True, text=True)
+        _forget_celery_queue(broker)
         leftovers = _processes_marked(home)
         assert stopped.returncode == 0, stopped.stderr[-2000:]
         assert not leftovers, f"processes outlived `airflow_local.py stop`: {leftovers}"
@@ -270,3 +356,37 @@ def test_broken_spec_shows_an_import_error_and_the_other_dags_stay(deployment: d
     assert "rt_broken.yaml:4:1: target_file_sise" in message, message
     dags = {d["dag_id"] for d in api.call("GET", "/dags")["dags"]}
     assert {COMPACTION_DAG, FEATURE_DAG} <= dags and "rt_broken" not in dags
+
+
+def test_cdc_run_triggered_over_rest_mirrors_the_source_on_the_celery_worker(deployment: dict) -> None:
+    import psycopg2
+    import pyarrow.parquet as pq
+
+    api, lake = deployment["api"], deployment["lake"]
+    run = api.call("POST", f"/dags/{CDC_DAG}/dagRuns", json={"logical_date": None})
+    states = api.wait_for_runs(CDC_DAG, [run["dag_run_id"]], timeout=420)
+    assert states[run["dag_run_id"]] == "success", api.failure_report(CDC_DAG, run["dag_run_id"])
+
+    mirror = pq.read_table(lake / "mirror" / "rtshop" / "public.customers")
+    got = sorted(zip(*(mirror.column(c).to_pylist() for c in ("customer_id", "name", "city")), strict=True))
+    with psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=deployment["source"]) as source:
+        with source.cursor() as cur:
+            cur.execute("SELECT customer_id, name, city FROM customers ORDER BY 1")
+            expected = cur.fetchall()
+    source.close()
+    assert len(expected) == 120 and got == expected
+
+
+def test_every_task_ran_through_the_celery_queue(deployment: dict) -> None:
+    api, home = deployment["api"], deployment["home"]
+    worker_log = (home / "local" / "celery-worker.log").read_text(errors="replace")
+    for dag_id in (CDC_DAG, FEATURE_DAG):
+        # The triggered CDC run and the feature backfill's runs (unpausing also schedules a latest run).
+        runs = api.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "state": "success"})["dag_runs"]
+        assert runs, f"no successful run of {dag_id}"
+        for dag_run in runs:
+            tis = api.call("GET", f"/dags/{dag_id}/dagRuns/{dag_run['dag_run_id']}/taskInstances")["task_instances"]
+            ran = [t for t in tis if t["state"] == "success"]
+            assert ran and {t["queue"] for t in ran} == {CELERY_QUEUE}, [(t["task_id"], t["queue"]) for t in tis]
+            for ti in ran:
+                assert str(ti["id"]) in worker_log, f"{dag_id}.{ti['task_id']} is not in the Celery worker's log"
