@@ -67,7 +67,7 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
                 raise fail(exc) from exc
 
         @task.branch(task_id="route")
-        def route(decision: dict) -> list[str]:
+        def route(decision: Any) -> list[str]:
             if decision.get("rollback"):
                 return ["rollback"]
             if not decision["passed"] or decision["dry_run"]:
@@ -75,7 +75,7 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
             return ["request_approval" if needs_approval else "promote"]
 
         @task(task_id="promote", outlets=[champion_asset], retries=0)
-        def promote(decision: dict, outlet_events: Any = None, **context: Any) -> dict:
+        def promote(decision: Any, outlet_events: Any = None, **context: Any) -> dict:
             from dagfoundry.errors import PromotionError
             from dagfoundry.models.tracking import resolve_location
             from dagfoundry.promotion.steps import switch_step
@@ -109,7 +109,7 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
             return done
 
         @task(task_id="record_outcome", trigger_rule="all_done", retries=0)
-        def record_outcome(decision: dict, **context: Any) -> str:
+        def record_outcome(decision: Any, **context: Any) -> str:
             from dagfoundry.models.tracking import resolve_location
             from dagfoundry.promotion.steps import record_refusal
 
