@@ -55,7 +55,8 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
 
             params = params or {}
             if params.get("rollback"):
-                return {"rollback": True}
+                # dry_run wins over rollback: a dry rollback only says what it would restore
+                return {"rollback": True, "dry_run": bool(params.get("dry_run"))}
             events = context.get("triggering_asset_events") or {}
             extras = [dict(e.extra or {}) for name, found in _events_by_name(events).items()
                       if name == challenger_asset for e in found]
@@ -69,7 +70,7 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
         @task.branch(task_id="route")
         def route(decision: Any) -> list[str]:
             if decision.get("rollback"):
-                return ["rollback"]
+                return [] if decision["dry_run"] else ["rollback"]
             if not decision["passed"] or decision["dry_run"]:
                 return []
             return ["request_approval" if needs_approval else "promote"]
@@ -122,8 +123,10 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
                 return "rollback"
             if ti.xcom_pull(task_ids="promote"):
                 return "promoted"
-            if not decision["passed"] or decision["dry_run"] or not needs_approval:
+            if not decision["passed"] or decision["dry_run"]:
                 return "dry_run" if decision["dry_run"] else "refused"
+            if not needs_approval:
+                return "switch aborted (see the promote task's log)"
             answer = ti.xcom_pull(task_ids="request_approval") or {}
             if APPROVE in (answer.get("chosen_options") or []):
                 return "approved, switch failed"
