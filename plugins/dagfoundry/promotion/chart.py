@@ -12,6 +12,9 @@ from typing import Any
 
 from dagfoundry.promotion.gates import GateResult
 
+#: a threshold line: value, line style, colour, legend label, and the bars it spans (None: all)
+Line = tuple[float, str, str, str, tuple[int, int] | None]
+
 
 def draw_comparison(evaluation: dict[str, Any], gates: list[GateResult], path: Path, title: str) -> Path:
     """Draw the chart of one evaluation into ``path`` (PNG) and return it."""
@@ -59,7 +62,7 @@ def _panels(evaluation: dict[str, Any], gates: list[GateResult]) -> list[dict[st
         bars = [(f"challenger v{challenger['version']}", challenger["metrics"][metric])]
         if champion:
             bars.append((f"champion v{champion['version']}", champion["metrics"][metric]))
-        lines = []
+        lines: list[Line] = []
         mine = [g for key, g in by_name.items() if key.split(":", 1)[-1] == metric and ":" in key]
         for gate in mine:
             if gate.threshold is None:
@@ -72,17 +75,24 @@ def _panels(evaluation: dict[str, Any], gates: list[GateResult]) -> list[dict[st
     segment_gates = [g for g in gates if g.gate.startswith("segment:")]
     grouped: dict[tuple[str, str], list[GateResult]] = {}
     for gate in segment_gates:
-        _, where, metric = gate.gate.split(":")
-        grouped.setdefault((where.split("=", 1)[0], metric), []).append(gate)
+        column, _, metric = _segment_of(gate)
+        grouped.setdefault((column, metric), []).append(gate)
     for (column, metric), members in sorted(grouped.items()):
-        bars, lines = [], []
+        bars, spans = [], []
         for gate in members:
-            value = gate.gate.split(":")[1].split("=", 1)[1]
+            value = _segment_of(gate)[1]
             if gate.threshold is not None:
-                lines.append((gate.threshold, "-", "#dd8452", "worst allowed", (len(bars), len(bars) + 1)))
+                spans.append((gate.threshold, "-", "#dd8452", "worst allowed", (len(bars), len(bars) + 1)))
             bars.append((f"challenger {value}", float(gate.value or 0.0)))
             reference = (champion or {}).get("segments", {}).get(column, {}).get(value, {}).get(metric)
             bars.append((f"champion {value}", float(reference or 0.0)))
-        panels.append({"title": f"{metric} by {column}", "bars": bars, "lines": lines,
+        panels.append({"title": f"{metric} by {column}", "bars": bars, "lines": spans,
                        "passed": all(g.passed for g in members)})
     return panels
+
+
+def _segment_of(gate: GateResult) -> tuple[str, str, str]:
+    """Return (column, value, metric) of a ``segment:<column>=<value>:<metric>`` gate (values may hold ':')."""
+    where, _, metric = gate.gate.removeprefix("segment:").rpartition(":")
+    column, _, value = where.partition("=")
+    return column, value, metric
