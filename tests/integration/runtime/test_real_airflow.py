@@ -33,6 +33,16 @@ FIRST_DAY = dt.date(2025, 3, 1)
 DAYS = 5
 COMPACTION_DAG = "rt_compaction"
 FEATURE_DAG = "rt_features"
+PROMOTION_DAG = "rt_promotion"
+PROMOTION_SPEC = f"""
+kind: model_promotion
+name: {PROMOTION_DAG}
+description: Asks a person before promoting (real-scheduler test).
+retries: 0
+registered_model: rt_model
+metrics: {{roc_auc: {{floor: 0.55}}}}
+approval: {{mode: required, timeout: 1h}}
+"""
 
 COMPACTION_SPEC = f"""
 kind: lake_compaction
@@ -128,6 +138,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, metadata_database: str)
     configs.mkdir()
     (configs / f"{COMPACTION_DAG}.yaml").write_text(COMPACTION_SPEC)
     (configs / f"{FEATURE_DAG}.yaml").write_text(FEATURE_SPEC)
+    (configs / f"{PROMOTION_DAG}.yaml").write_text(PROMOTION_SPEC)
     write_order_events(lake, FIRST_DAY, DAYS, events_per_day=60, files_per_day=6, customers=20)
     aged = time.time() - 6 * 3600  # the writer finished hours ago: the days are closed
     for path in [*(lake / EVENTS_TABLE).rglob("*"), lake / EVENTS_TABLE]:
@@ -152,11 +163,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, metadata_database: str)
         assert started.returncode == 0, f"airflow_local.py start failed:\n{started.stdout}\n{started.stderr[-4000:]}"
         api = AirflowApi(f"http://127.0.0.1:{port}")
         api.wait_for(
-            "both DAGs to be parsed",
-            lambda: {COMPACTION_DAG, FEATURE_DAG} <= {d["dag_id"] for d in api.call("GET", "/dags")["dags"]},
+            "the DAGs to be parsed",
+            lambda: {COMPACTION_DAG, FEATURE_DAG, PROMOTION_DAG} <= {d["dag_id"] for d in api.call("GET", "/dags")["dags"]},
             timeout=120,
         )
-        for dag_id in (COMPACTION_DAG, FEATURE_DAG):
+        for dag_id in (COMPACTION_DAG, FEATURE_DAG, PROMOTION_DAG):
             api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         yield {"api": api, "configs": configs, "lake": lake, "home": home, "port": port}
     finally:
@@ -270,3 +281,36 @@ def test_broken_spec_shows_an_import_error_and_the_other_dags_stay(deployment: d
     assert "rt_broken.yaml:4:1: target_file_sise" in message, message
     dags = {d["dag_id"] for d in api.call("GET", "/dags")["dags"]}
     assert {COMPACTION_DAG, FEATURE_DAG} <= dags and "rt_broken" not in dags
+
+
+def test_promotion_waits_for_a_person_and_promotes_when_approved_over_rest(deployment: dict) -> None:
+    import importlib.util
+
+    import mlflow
+
+    from dagfoundry.models.tracking import configure, local_default
+    from dagfoundry.promotion.switch import alias_version
+
+    api, lake = deployment["api"], deployment["lake"]
+    zoo_path = ROOT / "tests" / "integration" / "promotion" / "promotion_zoo.py"
+    loader = importlib.util.spec_from_file_location("promotion_zoo", zoo_path)
+    assert loader and loader.loader
+    zoo = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(zoo)
+    champion = zoo.register("rt_model", "north", lake)
+    configure(local_default(lake))
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias("rt_model", "champion", champion)
+    challenger = zoo.register("rt_model", "all", lake)
+
+    run_id = api.call("POST", f"/dags/{PROMOTION_DAG}/dagRuns", json={"logical_date": None})["dag_run_id"]
+    hitl = f"/dags/{PROMOTION_DAG}/dagRuns/{run_id}/taskInstances/request_approval/-1"
+    api.wait_for("the approval request", lambda: api.call("GET", hitl)["state"] == "awaiting_input", timeout=180)
+    request = api.call("GET", f"{hitl}/hitlDetails")
+    assert request["subject"] == f"Promote rt_model v{challenger} to champion?" and "| roc_auc |" in request["body"]
+    assert alias_version(client, "rt_model", "champion") == champion
+    api.call("PATCH", f"{hitl}/hitlDetails", json={"chosen_options": ["Approve"], "params_input": {}})
+    states = api.wait_for_runs(PROMOTION_DAG, [run_id], timeout=180)
+    assert states[run_id] == "success", api.failure_report(PROMOTION_DAG, run_id)
+    assert alias_version(client, "rt_model", "champion") == challenger
+    assert alias_version(client, "rt_model", "previous_champion") == champion
