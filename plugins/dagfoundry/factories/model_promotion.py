@@ -2,8 +2,8 @@
 
 Tasks: ``evaluate`` (challenger and champion on one holdout, gates, chart; with ``rollback``
 it only reads the Params) -> ``route`` (branch: ``promote``, ``request_approval``,
-``rollback`` or nothing) -> [``request_approval`` (Airflow's ``ApprovalOperator``, only with
-``approval.mode: required``; a timeout answers Reject)] -> ``promote`` (check-and-set switch,
+``rollback`` or nothing) -> [``request_approval`` (only with ``approval.mode: required``: Airflow's
+``HITLOperator`` with the options Approve and Reject; a timeout answers Reject)] -> ``promote`` (check-and-set switch,
 audit, emits ``models.<model>.champion``) | ``rollback`` (same lock and check, emits the same
 Asset) -> ``record_outcome`` (runs always: records why a cleared challenger was not promoted).
 
@@ -55,7 +55,8 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
 
             params = params or {}
             if params.get("rollback"):
-                return {"rollback": True}
+                # dry_run wins over rollback: a dry rollback only says what it would restore
+                return {"rollback": True, "dry_run": bool(params.get("dry_run"))}
             events = context.get("triggering_asset_events") or {}
             extras = [dict(e.extra or {}) for name, found in _events_by_name(events).items()
                       if name == challenger_asset for e in found]
@@ -67,22 +68,26 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
                 raise fail(exc) from exc
 
         @task.branch(task_id="route")
-        def route(decision: dict) -> list[str]:
+        def route(decision: Any) -> list[str]:
             if decision.get("rollback"):
-                return ["rollback"]
+                return [] if decision["dry_run"] else ["rollback"]
             if not decision["passed"] or decision["dry_run"]:
                 return []
             return ["request_approval" if needs_approval else "promote"]
 
         @task(task_id="promote", outlets=[champion_asset], retries=0)
-        def promote(decision: dict, outlet_events: Any = None, **context: Any) -> dict:
+        def promote(decision: Any, outlet_events: Any = None, **context: Any) -> dict:
             from dagfoundry.errors import PromotionError
             from dagfoundry.models.tracking import resolve_location
             from dagfoundry.promotion.steps import switch_step
 
             approved_by = "auto (gates passed)"
             if needs_approval:
+                from airflow.sdk.exceptions import AirflowSkipException
+
                 answer = context["ti"].xcom_pull(task_ids="request_approval") or {}
+                if APPROVE not in (answer.get("chosen_options") or []):
+                    raise AirflowSkipException(f"not approved: {_refusal(answer, spec)}")
                 approved_by = _responder(answer)
             try:
                 done = switch_step(spec, resolve_location(spec.mlflow_conn_id), decision, approved_by)
@@ -109,7 +114,7 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
             return done
 
         @task(task_id="record_outcome", trigger_rule="all_done", retries=0)
-        def record_outcome(decision: dict, **context: Any) -> str:
+        def record_outcome(decision: Any, **context: Any) -> str:
             from dagfoundry.models.tracking import resolve_location
             from dagfoundry.promotion.steps import record_refusal
 
@@ -118,15 +123,14 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
                 return "rollback"
             if ti.xcom_pull(task_ids="promote"):
                 return "promoted"
-            if not decision["passed"] or decision["dry_run"] or not needs_approval:
+            if not decision["passed"] or decision["dry_run"]:
                 return "dry_run" if decision["dry_run"] else "refused"
+            if not needs_approval:
+                return "switch aborted (see the promote task's log)"
             answer = ti.xcom_pull(task_ids="request_approval") or {}
-            chosen = answer.get("chosen_options") or []
-            if APPROVE in chosen:
+            if APPROVE in (answer.get("chosen_options") or []):
                 return "approved, switch failed"
-            reason = (f"approval rejected by {_responder(answer)}" if answer.get("responded_by_user")
-                      else f"approval timed out after {spec.approval.timeout}" if answer else "approval not given")
-            record_refusal(spec, resolve_location(spec.mlflow_conn_id), decision, reason)
+            record_refusal(spec, resolve_location(spec.mlflow_conn_id), decision, _refusal(answer, spec))
             return "refused"
 
         decision = evaluate()
@@ -145,10 +149,17 @@ def build_model_promotion(loaded: LoadedSpec) -> Any:
 
 
 def _approval_task(spec: ModelPromotionSpec) -> Any:
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    """Return the approval request: a ``HITLOperator`` with Approve / Reject, Reject on timeout.
 
-    return ApprovalOperator(
+    Not ``ApprovalOperator``: its Reject skips the downstream tasks by raising before the answer
+    is stored in XCom, so the run could not record who rejected; here ``promote`` reads the
+    answer and skips itself.
+    """
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    return HITLOperator(
         task_id="request_approval",
+        options=[APPROVE, REJECT],
         subject=f"Promote {spec.registered_model} "
                 "v{{ ti.xcom_pull(task_ids='evaluate')['challenger'] }} to "
                 f"{spec.aliases.champion}?",
@@ -172,6 +183,14 @@ def _events_by_name(events: Any) -> dict[str, list[Any]]:
 def _responder(answer: dict[str, Any]) -> str:
     user = answer.get("responded_by_user") or {}
     return f"{user.get('name') or user.get('id')}" if user else "nobody (timeout)"
+
+
+def _refusal(answer: dict[str, Any], spec: ModelPromotionSpec) -> str:
+    if answer.get("responded_by_user"):
+        return f"approval rejected by {_responder(answer)}"
+    if answer:
+        return f"approval timed out after {spec.approval.timeout}"
+    return "approval not given"
 
 
 def _event_extra(spec: ModelPromotionSpec, done: dict[str, Any]) -> dict[str, Any]:

@@ -156,9 +156,9 @@ def test_champion_moved_while_waiting_for_approval_is_not_overwritten(hitl_api, 
     from dagfoundry.promotion.switch import alias_version
 
     old = register("m_race", "north", promotion_lake)
+    other = register("m_race", "south", promotion_lake)
     registry.set_registered_model_alias("m_race", "champion", old)
     new = register("m_race", "all", promotion_lake)
-    other = register("m_race", "south", promotion_lake)
 
     def another_process_promotes() -> None:
         registry.set_registered_model_alias("m_race", "champion", other)

@@ -150,6 +150,10 @@ def test_rollback_restores_the_previous_champion_once(airflow_db, promotion_lake
     registry.set_registered_model_alias("m_rollback", "champion", old)
     new = register("m_rollback", "all", promotion_lake)
     assert states(run_dag("promo_rollback"))["promote"] == "success"
+    promoted_state = (aliases(registry, "m_rollback"), registry.get_registered_model("m_rollback").tags)
+    dry = run_dag("promo_rollback", rollback=True, dry_run=True)
+    assert states(dry)["rollback"] == "skipped"
+    assert (aliases(registry, "m_rollback"), registry.get_registered_model("m_rollback").tags) == promoted_state
     run = run_dag("promo_rollback", rollback=True)
     assert states(run)["rollback"] == "success" and states(run)["evaluate"] == "success"
     assert aliases(registry, "m_rollback") == {"champion": old, "challenger": new, "previous_champion": None}

@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-ATTEMPTS = 120
+ATTEMPTS = 200
 
 
 def spec_of(load_spec):
@@ -111,16 +111,16 @@ def test_randomized_promotions_with_concurrent_promoters_keep_every_invariant(re
         with lock:
             version = next(pool)
         threads: list[threading.Thread] = []
-        if rng.random() < 0.4:  # a concurrent promotion starts between our evaluation and our switch
-            def between() -> None:
-                thread = threading.Thread(target=rival)
-                threads.append(thread)
-                thread.start()
-                if rng.random() < 0.5:
-                    thread.join()  # the rival finishes first: our champion is stale
-        else:
-            between = None
-        outcome = attempt(registry, spec, model, version, quality, between)
+
+        def between(threads: list[threading.Thread] = threads) -> None:
+            thread = threading.Thread(target=rival)
+            threads.append(thread)
+            thread.start()
+            if rng.random() < 0.5:
+                thread.join()  # the rival finishes first: our champion is stale
+
+        # in 60 % of the attempts that pass the gates a concurrent promotion starts between our evaluation and our switch
+        outcome = attempt(registry, spec, model, version, quality, between if rng.random() < 0.6 else None)
         for thread in threads:
             thread.join()
         outcomes[outcome] += 1

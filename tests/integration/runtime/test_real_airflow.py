@@ -41,6 +41,16 @@ CDC_DAG = "rt_cdc"
 CELERY_REDIS_DB = 9
 UNIQUE = uuid.uuid4().hex[:8]
 CELERY_QUEUE = f"dagfoundry_rt_{UNIQUE}"
+PROMOTION_DAG = "rt_promotion"
+PROMOTION_SPEC = f"""
+kind: model_promotion
+name: {PROMOTION_DAG}
+description: Asks a person before promoting (real-scheduler test).
+retries: 0
+registered_model: rt_model
+metrics: {{roc_auc: {{floor: 0.55}}}}
+approval: {{mode: required, timeout: 1h}}
+"""
 
 COMPACTION_SPEC = f"""
 kind: lake_compaction
@@ -206,6 +216,7 @@ def deployment(
     (configs / f"{FEATURE_DAG}.yaml").write_text(FEATURE_SPEC)
     (configs / f"{CDC_DAG}.yaml").write_text(CDC_SPEC)
     broker = _celery_broker()
+    (configs / f"{PROMOTION_DAG}.yaml").write_text(PROMOTION_SPEC)
     write_order_events(lake, FIRST_DAY, DAYS, events_per_day=60, files_per_day=6, customers=20)
     aged = time.time() - 6 * 3600  # the writer finished hours ago: the days are closed
     for path in [*(lake / EVENTS_TABLE).rglob("*"), lake / EVENTS_TABLE]:
@@ -237,11 +248,11 @@ def deployment(
         assert started.returncode == 0, f"airflow_local.py start failed:\n{started.stdout}\n{started.stderr[-4000:]}"
         api = AirflowApi(f"http://127.0.0.1:{port}")
         api.wait_for(
-            "the three DAGs to be parsed",
-            lambda: {COMPACTION_DAG, FEATURE_DAG, CDC_DAG} <= {d["dag_id"] for d in api.call("GET", "/dags")["dags"]},
+            "the DAGs to be parsed",
+            lambda: {COMPACTION_DAG, FEATURE_DAG, CDC_DAG, PROMOTION_DAG} <= {d["dag_id"] for d in api.call("GET", "/dags")["dags"]},
             timeout=120,
         )
-        for dag_id in (COMPACTION_DAG, FEATURE_DAG, CDC_DAG):
+        for dag_id in (COMPACTION_DAG, FEATURE_DAG, CDC_DAG, PROMOTION_DAG):
             api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         yield {"api": api, "configs": configs, "lake": lake, "home": home, "port": port, "source": source_database}
     finally:
@@ -390,3 +401,34 @@ def test_every_task_ran_through_the_celery_queue(deployment: dict) -> None:
             assert ran and {t["queue"] for t in ran} == {CELERY_QUEUE}, [(t["task_id"], t["queue"]) for t in tis]
             for ti in ran:
                 assert str(ti["id"]) in worker_log, f"{dag_id}.{ti['task_id']} is not in the Celery worker's log"
+def test_promotion_waits_for_a_person_and_promotes_when_approved_over_rest(deployment: dict) -> None:
+    import importlib.util
+
+    import mlflow
+
+    from dagfoundry.models.tracking import configure, local_default
+    from dagfoundry.promotion.switch import alias_version
+
+    api, lake = deployment["api"], deployment["lake"]
+    zoo_path = ROOT / "tests" / "integration" / "promotion" / "promotion_zoo.py"
+    loader = importlib.util.spec_from_file_location("promotion_zoo", zoo_path)
+    assert loader and loader.loader
+    zoo = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(zoo)
+    champion = zoo.register("rt_model", "north", lake)
+    configure(local_default(lake))
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias("rt_model", "champion", champion)
+    challenger = zoo.register("rt_model", "all", lake)
+
+    run_id = api.call("POST", f"/dags/{PROMOTION_DAG}/dagRuns", json={"logical_date": None})["dag_run_id"]
+    hitl = f"/dags/{PROMOTION_DAG}/dagRuns/{run_id}/taskInstances/request_approval/-1"
+    api.wait_for("the approval request", lambda: api.call("GET", hitl)["state"] == "awaiting_input", timeout=180)
+    request = api.call("GET", f"{hitl}/hitlDetails")
+    assert request["subject"] == f"Promote rt_model v{challenger} to champion?" and "| roc_auc |" in request["body"]
+    assert alias_version(client, "rt_model", "champion") == champion
+    api.call("PATCH", f"{hitl}/hitlDetails", json={"chosen_options": ["Approve"], "params_input": {}})
+    states = api.wait_for_runs(PROMOTION_DAG, [run_id], timeout=180)
+    assert states[run_id] == "success", api.failure_report(PROMOTION_DAG, run_id)
+    assert alias_version(client, "rt_model", "champion") == challenger
+    assert alias_version(client, "rt_model", "previous_champion") == champion

@@ -38,6 +38,8 @@ def churn_lake(tmp_path_factory):
     (configs / "churn_on_drift.yaml").write_text(
         variant("churn_on_drift", "shop_churn", {"retrain_when: always ": "retrain_when: drift  "})
     )
+    promotion = ROOT / "dag_configs" / "models" / "shop_churn_promotion.yaml"
+    (configs / "shop_churn_promotion.yaml").write_text(promotion.read_text() + "retries: 0\n")
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("DAGFOUNDRY_LAKE_ROOT", str(lake))
     monkeypatch.setenv("DAGFOUNDRY_CONFIG_DIR", str(configs))

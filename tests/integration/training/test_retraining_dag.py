@@ -111,6 +111,19 @@ def test_passing_run_registers_a_challenger_with_every_contract_tag(first_run, c
     assert again["roc_auc"] == pytest.approx(metrics["roc_auc"])
 
 
+def test_promotion_example_makes_the_first_challenger_champion(first_run, churn_lake):
+    from dagfoundry.promotion.audit import read_history
+
+    client = mlflow_client(churn_lake)
+    challenger = client.get_model_version_by_alias("shop_churn", "challenger")
+    run = load_dag("shop_churn_promotion").test()
+    assert task_states(run)["promote"] == "success", task_states(run)
+    assert client.get_model_version_by_alias("shop_churn", "champion").version == challenger.version
+    [entry] = read_history(client, "shop_churn")
+    assert entry["champion_to"] == str(challenger.version) and entry["champion_from"] is None
+    assert last_asset_event_extra("models.shop_churn.champion")["version"] == str(challenger.version)
+
+
 def test_failing_data_check_registers_nothing_and_names_the_expectation(airflow_db, churn_lake, capfd):
     run = load_dag("churn_gx_fail").test(logical_date=LOGICAL_DATE)
     states = task_states(run)

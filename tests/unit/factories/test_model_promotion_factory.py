@@ -34,12 +34,12 @@ def test_auto_dag_evaluates_routes_promotes_and_emits_the_champion_asset(load, u
     assert dag.max_active_runs == 1
 
 
-def test_required_approval_asks_through_the_hitl_approval_operator(load, upstream):
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
+def test_required_approval_asks_through_the_hitl_operator(load, upstream):
+    from airflow.providers.standard.operators.hitl import HITLOperator
 
     dag = build_dag(load(BASE.replace("mode: auto", "mode: required, timeout: 2h")))
     approval = dag.get_task("request_approval")
-    assert isinstance(approval, ApprovalOperator)
+    assert isinstance(approval, HITLOperator) and approval.options == ["Approve", "Reject"]
     assert approval.defaults == ["Reject"] and approval.response_timeout.total_seconds() == 7200
     assert upstream(dag, "request_approval") == {"route"}
     assert upstream(dag, "promote") == {"evaluate", "request_approval"}

@@ -95,3 +95,12 @@ def test_chart_draws_metrics_segments_and_thresholds(spec, tmp_path):
     ev = evaluation(side("2", 0.86, 0.40, south_auc=0.75), side("1", 0.83, 0.45))
     path = draw_comparison(ev, apply_gates(spec, ev), tmp_path / "c.png", "m v2: refused")
     assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 10_000
+
+
+def test_the_triggering_event_of_this_model_names_the_challenger(spec):
+    from dagfoundry.promotion.steps import announced_challenger
+
+    events = [{"model": "m", "version": "3", "holdout_digest": "sha256:a"}, {"model": "other", "version": "9"},
+              {"model": "m", "version": "4", "holdout_digest": "sha256:b"}]
+    assert announced_challenger(spec, events) == ("4", "sha256:b")
+    assert announced_challenger(spec, [{"model": "other", "version": "9"}]) == (None, None)
