@@ -75,8 +75,9 @@ def schedule_of(spec: DagSpec, *, data_intervals: bool) -> Any:
 def params_of(spec: DagSpec) -> dict[str, Param]:
     """Build the typed manual-trigger form of the kind, with the spec's defaults applied."""
     params = {}
-    for name in sorted(spec.declared_params):
-        declared: ParamDeclaration = spec.declared_params[name]
+    declarations: dict[str, ParamDeclaration] = spec.param_declarations()
+    # Declaration order is the form's order (start before end), not the alphabet.
+    for name, declared in declarations.items():
         default = spec.params.get(name, declared.default)
         types: Any = [declared.type, "null"] if default is None else declared.type
         extra: dict[str, Any] = {"enum": list(declared.enum)} if declared.enum else {}
@@ -141,10 +142,11 @@ def render_doc_md(loaded: LoadedSpec, outlets: list[str]) -> str:
     ]
     if outlets:
         lines.append(f"| produces | {', '.join(f'`{o}`' for o in outlets)} |")
-    if spec.declared_params:
+    declarations = spec.param_declarations()
+    if declarations:
         lines += ["", "### Manual trigger parameters", ""]
-        for name in sorted(spec.declared_params):
-            lines.append(f"- `{name}`: {spec.declared_params[name].description}")
+        for name, declared in declarations.items():
+            lines.append(f"- `{name}`: {declared.description}")
     interpolated = sorted(format_key_path(k) for k in raw)
     lines += ["", "### Spec as written", "", "```yaml", loaded.text.rstrip(), "```"]
     if interpolated:

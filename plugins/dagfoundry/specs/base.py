@@ -129,6 +129,14 @@ class DagSpec(StrictModel):
                 raise ValueError(f"parameter {name!r}: expected {declared.type}, found {value!r}")
         return params
 
+    def param_declarations(self) -> dict[str, ParamDeclaration]:
+        """Return the manual-trigger parameters this spec's form offers, in form order.
+
+        The kind's :attr:`declared_params` by default; a kind narrows them per spec (the CDC
+        actions depend on the mode), so the form never offers what the spec cannot do.
+        """
+        return self.declared_params
+
     def produced_assets(self) -> list[str] | None:
         """Return the names of the Assets this spec's DAG emits; None when the kind does not say.
 
