@@ -28,9 +28,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, task
+from airflow.sdk import task
 
-from dagfoundry.assets import mirror_asset_name
+from dagfoundry.assets import emit_published, mirror_asset_name, publication_alias
 from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
@@ -72,8 +72,7 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
     config = capture_config_of(spec)
     config.validate()
     table_ids = [t.table_id for t in config.tables]
-    outlets = [Asset(mirror_asset_name(config.source, table_id)) for table_id in table_ids]
-    with new_dag(loaded, outlets=[a.name for a in outlets]) as dag:
+    with new_dag(loaded, outlets=[mirror_asset_name(config.source, t) for t in table_ids]) as dag:
         choose = _choose_action(spec)
         pre_steps = _action_tasks(spec, config)
         ingest_head, ingest_tail = _ingest_tasks(spec, config)
@@ -92,7 +91,7 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
             conf=dict(DEFAULT_SPARK_CONF),
             name=f"dagfoundry-cdc-mirror-{spec.name}",
         )
-        publish = _publish_mirror(plan, outlets, ingest_tail)
+        publish = _publish_mirror(spec.name, config.source, plan, ingest_tail)
         quality >> plan >> spark >> publish
         health = _capture_health(ingest_tail)
         publish >> health
@@ -301,21 +300,19 @@ def _plan_mirror(source: str, table_ids: list[str], max_rows: int | None) -> Any
     return plan_mirror()
 
 
-def _publish_mirror(plan: Any, outlets: list[Asset], capture_summary: Any) -> Any:
-    @task(task_id="publish_mirror", outlets=outlets)
+def _publish_mirror(dag_id: str, source: str, plan: Any, capture_summary: Any) -> Any:
+    @task(task_id="publish_mirror", outlets=[publication_alias(dag_id)])
     def publish_mirror(plan_path: str, summary: dict | None = None, outlet_events: Any = None) -> dict:
         from dagfoundry.cdc.tasks import publish_mirror as publish
 
         result = publish(plan_path)
         slot = (summary or {}).get("slot") or {}
-        for asset in outlets:
-            table_id = asset.name.split(".", 3)[-1]
-            figures = result.get("tables", {}).get(table_id)
-            if figures and outlet_events is not None:
-                extra = {k: v for k, v in figures.items() if isinstance(v, int | str)}
-                if slot.get("retained_wal_bytes") is not None:
-                    extra["slot_retained_wal_bytes"] = slot["retained_wal_bytes"]
-                outlet_events[asset].extra = extra
+        # Only the mirrors this run replaced: a one-table re-snapshot emits that table's event.
+        for table_id, figures in sorted(result.get("tables", {}).items()):
+            extra = {k: v for k, v in figures.items() if isinstance(v, int | str)}
+            if slot.get("retained_wal_bytes") is not None:
+                extra["slot_retained_wal_bytes"] = slot["retained_wal_bytes"]
+            emit_published(outlet_events, dag_id, mirror_asset_name(source, table_id), extra)
         return result
 
     return publish_mirror(plan, capture_summary)

@@ -19,9 +19,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, task
+from airflow.sdk import task
 
-from dagfoundry.assets import feature_view_asset_name
+from dagfoundry.assets import emit_published, feature_view_asset_name, publication_alias
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
 from dagfoundry.specs.feature_backfill import FeatureBackfillSpec
@@ -58,11 +58,11 @@ def feature_dates_of_run(params: dict, data_interval_start: Any, run_after: Any)
 def build_feature_backfill(loaded: LoadedSpec) -> Any:
     """Build the feature DAG of one spec."""
     spec: FeatureBackfillSpec = loaded.spec  # type: ignore[assignment]
-    asset = Asset(feature_view_asset_name(spec.view_name))
+    asset_name = feature_view_asset_name(spec.view_name)
     waits = any(source.on_missing == "wait" for source in spec.sources)
     conn_id = spec.spark_conn_id
 
-    with new_dag(loaded, data_intervals=True, outlets=[asset.name]) as dag:
+    with new_dag(loaded, data_intervals=True, outlets=[asset_name]) as dag:
 
         @task(task_id="plan_feature_dates")
         def plan_feature_dates(params: dict | None = None, **context: Any) -> list[dict[str, str]]:
@@ -98,7 +98,7 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
             root = str(lake_root())
             return compute_feature_range(spec.definition(root), root, chunk["start"], chunk["end"], conn_id=conn_id)
 
-        @task(task_id="materialize_online", outlets=[asset])
+        @task(task_id="materialize_online", outlets=[publication_alias(spec.name)])
         def materialize_online(results: list[dict], outlet_events: Any = None) -> dict:
             from dagfoundry.features.materialize import materialize_latest
             from dagfoundry.settings import lake_root
@@ -108,13 +108,10 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
             # One slice request: iterating a mapped task's results asks offset after offset until
             # one is missing, which the SDK client logs as an error ("XCom not found").
             published = sorted(d for r in results[:] for d in r.get("published", []))
-            if outlet_events is not None:
-                outlet_events[asset].extra = {
-                    "dates": len(published),
-                    "first": published[0] if published else None,
-                    "last": published[-1] if published else None,
-                    "online_date": online.get("feature_date"),
-                }
+            if published:  # an event says "published": none when every date was skipped
+                extra = {"dates": len(published), "first": published[0], "last": published[-1],
+                         "online_date": online.get("feature_date")}
+                emit_published(outlet_events, spec.name, asset_name, extra)
             return {"published": published, "online": online}
 
         chunks: Any = plan_feature_dates()

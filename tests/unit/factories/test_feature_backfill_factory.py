@@ -28,7 +28,8 @@ def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
     dag = build_dag(load(BASE))
     assert dag.task_ids == ["plan_feature_dates", "compute_features", "materialize_online"]
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    assert [a.name for a in dag.get_task("materialize_online").outlets] == ["features.user_features"]
+    assert [a.name for a in dag.get_task("materialize_online").outlets] == [f"{dag.dag_id}.published"]
+    assert "`features.user_features`" in dag.doc_md
     assert set(dag.params) == {"start", "end", "chunk_days"}
 
 
