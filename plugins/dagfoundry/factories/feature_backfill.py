@@ -11,7 +11,8 @@ One DAG serves three kinds of run, with the same Spark code, so they agree by co
 
 Tasks: ``plan_feature_dates`` -> ``wait_for_sources`` (when a source says ``on_missing: wait``)
 -> ``compute_features`` (mapped over chunks; Spark through the provider hook; each date
-published atomically) -> ``materialize_online`` (latest complete partition; emits the view's Asset).
+published atomically) -> ``materialize_online`` (the latest complete partition, only when newer
+than what the online store holds; emits the view's Asset when the run published dates).
 """
 
 from __future__ import annotations
@@ -66,11 +67,16 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
 
         @task(task_id="plan_feature_dates")
         def plan_feature_dates(params: dict | None = None, **context: Any) -> list[dict[str, str]]:
+            from airflow.sdk.exceptions import AirflowFailException
+
             from dagfoundry.features.compute import chunk_ranges
 
-            first, last = feature_dates_of_run(
-                params or {}, context.get("data_interval_start"), context["dag_run"].run_after
-            )
+            try:
+                first, last = feature_dates_of_run(
+                    params or {}, context.get("data_interval_start"), context["dag_run"].run_after
+                )
+            except ValueError as exc:  # a reversed or half range: a retry gets the same params
+                raise AirflowFailException(str(exc)) from exc
             chunk_days = int((params or {}).get("chunk_days") or 90)
             return chunk_ranges(first, last, chunk_days)
 
@@ -90,7 +96,9 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
             ]
             return PokeReturnValue(is_done=not missing, xcom_value={"missing": missing[:20]})
 
-        @task(task_id="compute_features", max_active_tis_per_dag=1)
+        # No max_active_tis_per_dag: every chunk stages under its own version and publishes
+        # only its own dates, so days of a backfill run side by side (up to max_active_runs).
+        @task(task_id="compute_features")
         def compute_features(chunk: dict[str, str]) -> dict:
             from dagfoundry.features.compute import compute_feature_range
             from dagfoundry.settings import lake_root
@@ -100,14 +108,14 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
 
         @task(task_id="materialize_online", outlets=[publication_alias(spec.name)])
         def materialize_online(results: list[dict], outlet_events: Any = None) -> dict:
-            from dagfoundry.features.materialize import materialize_latest
+            from dagfoundry.features.materialize import materialize_newest
             from dagfoundry.settings import lake_root
 
             root = str(lake_root())
-            online = materialize_latest(spec.definition(root), root)
             # One slice request: iterating a mapped task's results asks offset after offset until
             # one is missing, which the SDK client logs as an error ("XCom not found").
             published = sorted(d for r in results[:] for d in r.get("published", []))
+            online = materialize_newest(spec.definition(root), root, published)
             if published:  # an event says "published": none when every date was skipped
                 extra = {"dates": len(published), "first": published[0], "last": published[-1],
                          "online_date": online.get("feature_date")}

@@ -41,12 +41,17 @@ class ParamDeclaration:
     :param type: JSON-schema type
     :param description: the form's help text
     :param enum: allowed values, when the parameter is a choice
+    :param format: JSON-schema format the form renders (``date`` gives a date picker)
+    :param required: whether the form insists on a value; optional ones may be left empty
+        (an empty list, an unset date: the kind's documented default applies)
     """
 
     default: Any
     type: ParamType
     description: str
     enum: tuple[Any, ...] | None = None
+    format: str | None = None
+    required: bool = False
 
 
 class AlertsSpec(StrictModel):

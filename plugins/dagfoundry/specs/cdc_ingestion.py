@@ -107,7 +107,7 @@ class CdcIngestionSpec(DagSpec):
     max_active_runs_limit: ClassVar[int] = 1
     max_active_runs_reason: ClassVar[str] = "two captures of one source must never overlap"
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {
-        "action": ParamDeclaration("capture", "string", " ".join(_ACTION_HELP.values()), enum=CDC_ACTIONS),
+        "action": ParamDeclaration("capture", "string", " ".join(_ACTION_HELP.values()), enum=CDC_ACTIONS, required=True),
         "tables": ParamDeclaration([], "array", "Tables (schema.table) to re-snapshot; empty = all captured tables."),
     }
 
