@@ -34,7 +34,7 @@ from dagfoundry.assets import emit_published, mirror_asset_name, publication_ali
 from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
-from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, application_path
+from dagfoundry.spark_submit import application_path, submit_options
 from dagfoundry.specs.cdc_ingestion import CdcIngestionSpec
 
 if TYPE_CHECKING:
@@ -87,9 +87,8 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
             task_id="spark_mirror",
             application=application_path("cdc_mirror"),
             application_args=[plan],
-            conn_id=spec.spark_conn_id,
-            conf=dict(DEFAULT_SPARK_CONF),
             name=f"dagfoundry-cdc-mirror-{spec.name}",
+            **submit_options(spec.spark),
         )
         publish = _publish_mirror(spec.name, config.source, plan, ingest_tail)
         quality >> plan >> spark >> publish

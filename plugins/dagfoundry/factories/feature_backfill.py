@@ -10,8 +10,9 @@ One DAG serves three kinds of run, with the same Spark code, so they agree by co
   Spark job.
 
 Tasks: ``plan_feature_dates`` -> ``wait_for_sources`` (when a source says ``on_missing: wait``)
--> ``compute_features`` (mapped over chunks; Spark through the provider hook; each date
-published atomically) -> ``materialize_online`` (the latest complete partition, only when newer
+-> ``compute_features`` (a task group mapped over chunks: ``prepare`` writes the job file,
+``spark`` is the provider's ``SparkSubmitOperator`` with the spec's ``spark:`` block, ``publish``
+verifies and publishes each date atomically) -> ``materialize_online`` (the latest complete partition, only when newer
 than what the online store holds; emits the view's Asset when the run published dates).
 """
 
@@ -20,11 +21,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import task
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import task, task_group
 
 from dagfoundry.assets import emit_published, feature_view_asset_name, publication_alias
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
+from dagfoundry.spark_submit import application_path, submit_options
 from dagfoundry.specs.feature_backfill import FeatureBackfillSpec
 
 if TYPE_CHECKING:
@@ -61,7 +64,6 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
     spec: FeatureBackfillSpec = loaded.spec  # type: ignore[assignment]
     asset_name = feature_view_asset_name(spec.view_name)
     waits = any(source.on_missing == "wait" for source in spec.sources)
-    conn_id = spec.spark_conn_id
 
     with new_dag(loaded, data_intervals=True, outlets=[asset_name]) as dag:
 
@@ -98,23 +100,44 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
 
         # No max_active_tis_per_dag: every chunk stages under its own version and publishes
         # only its own dates, so days of a backfill run side by side (up to max_active_runs).
-        @task(task_id="compute_features")
-        def compute_features(chunk: dict[str, str]) -> dict:
-            from dagfoundry.features.compute import compute_feature_range
-            from dagfoundry.settings import lake_root
+        @task_group(group_id="compute_features")
+        def compute_features(chunk: dict[str, str]) -> None:
+            """Plan one chunk's dates, compute them with Spark, verify and publish each date."""
 
-            root = str(lake_root())
-            return compute_feature_range(spec.definition(root), root, chunk["start"], chunk["end"], conn_id=conn_id)
+            @task(task_id="prepare", multiple_outputs=True)
+            def prepare(chunk: dict[str, str]) -> dict:
+                from dagfoundry.features.compute import prepare_feature_job
+                from dagfoundry.settings import lake_root
+
+                root = str(lake_root())
+                return prepare_feature_job(spec.definition(root), root, chunk["start"], chunk["end"])
+
+            job: Any = prepare(chunk)
+            spark = SparkSubmitOperator(
+                task_id="spark",
+                application=application_path("feature_compute"),
+                application_args=job["application_args"],
+                name=f"dagfoundry-features-{spec.name}",
+                **submit_options(spec.spark),
+            )
+
+            @task(task_id="publish")
+            def publish(job: dict) -> dict:
+                from dagfoundry.features.compute import publish_feature_job
+                from dagfoundry.settings import lake_root
+
+                return publish_feature_job(spec.definition(str(lake_root())), job)
+
+            spark >> publish(job)
 
         @task(task_id="materialize_online", outlets=[publication_alias(spec.name)])
-        def materialize_online(results: list[dict], outlet_events: Any = None) -> dict:
+        def materialize_online(ti: Any = None, outlet_events: Any = None) -> dict:
             from dagfoundry.features.materialize import materialize_newest
             from dagfoundry.settings import lake_root
 
             root = str(lake_root())
-            # One slice request: iterating a mapped task's results asks offset after offset until
-            # one is missing, which the SDK client logs as an error ("XCom not found").
-            published = sorted(d for r in results[:] for d in r.get("published", []))
+            results = ti.xcom_pull(task_ids="compute_features.publish") or []  # every chunk's summary
+            published = sorted(d for r in results if r for d in r.get("published", []))
             online = materialize_newest(spec.definition(root), root, published)
             if published:  # an event says "published": none when every date was skipped
                 extra = {"dates": len(published), "first": published[0], "last": published[-1],
@@ -123,11 +146,8 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
             return {"published": published, "online": online}
 
         chunks: Any = plan_feature_dates()
+        computed: Any = compute_features.expand(chunk=chunks)
         if waits:
-            ready = wait_for_sources(chunks)
-            computed: Any = compute_features.expand(chunk=chunks)
-            ready >> computed
-        else:
-            computed = compute_features.expand(chunk=chunks)
-        materialize_online(computed)
+            wait_for_sources(chunks) >> computed
+        computed >> materialize_online()
     return dag

@@ -33,7 +33,7 @@ from airflow.sdk import task, task_group
 from dagfoundry.assets import compaction_asset_name, emit_published, publication_alias
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
-from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, application_path
+from dagfoundry.spark_submit import application_path, submit_options
 from dagfoundry.specs.lake_compaction import LakeCompactionSpec
 
 if TYPE_CHECKING:
@@ -101,11 +101,8 @@ def _compact_batch(spec: LakeCompactionSpec) -> Any:
             task_id="rewrite",
             application=application_path("compaction_rewrite"),
             application_args=[batch_file],
-            conn_id=spark.conn_id,
-            conf={**DEFAULT_SPARK_CONF, **spark.conf},
-            driver_memory=spark.driver_memory,
-            executor_memory=spark.executor_memory,
             name=f"dagfoundry-compaction-{spec.name}",
+            **submit_options(spark),
         )
 
         @task(task_id="publish")

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from dagfoundry.assets import mirror_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.spark import SparkSpec, moved_spark_conn_id
 from dagfoundry.specs.types import ByteSize, ConnId, Duration, Identifier, QualifiedName
 
 #: ``capture`` keys that only the embedded engine uses (bounds of one run and its batches).
@@ -117,9 +118,11 @@ class CdcIngestionSpec(DagSpec):
     tables: tuple[CdcTableSpec, ...] = Field(min_length=1, description="Captured tables.")
     capture: CaptureSpec = Field(default_factory=CaptureSpec)
     connect: ConnectSpec | None = Field(default=None, description="Required with mode: connect.")
-    spark_conn_id: ConnId = Field(default="spark_local", description="Spark connection for the lake mirror job.")
+    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the lake mirror job runs on Spark.")
     max_rows_per_batch: int | None = Field(default=None, ge=1, description="Fail a batch larger than this.")
     snowflake: SnowflakeTargetSpec | None = Field(default=None, description="Also MERGE each batch into Snowflake.")
+
+    _moved_spark_conn_id = model_validator(mode="before")(moved_spark_conn_id)
 
     @model_validator(mode="after")
     def _mode_settings(self) -> CdcIngestionSpec:

@@ -10,6 +10,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from dagfoundry.assets import feature_view_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.spark import SparkSpec, moved_spark_conn_id
 from dagfoundry.specs.types import ConnId, Identifier
 
 if TYPE_CHECKING:
@@ -122,7 +123,9 @@ class FeatureBackfillSpec(DagSpec):
     )
     ttl_days: int = Field(default=30, ge=1, le=3660, description="Entities active within this many days; online TTL.")
     online: OnlineSpec = Field(default_factory=OnlineSpec)
-    spark_conn_id: ConnId = Field(default="spark_local")
+    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the feature job runs on Spark.")
+
+    _moved_spark_conn_id = model_validator(mode="before")(moved_spark_conn_id)
 
     @model_validator(mode="after")
     def _definition_is_valid(self) -> FeatureBackfillSpec:

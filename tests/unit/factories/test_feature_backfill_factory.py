@@ -26,7 +26,11 @@ features:
 
 def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
     dag = build_dag(load(BASE))
-    assert dag.task_ids == ["plan_feature_dates", "compute_features", "materialize_online"]
+    assert dag.task_ids == [
+        "plan_feature_dates", "compute_features.prepare", "compute_features.spark", "compute_features.publish",
+        "materialize_online",
+    ]
+    assert set(dag.get_task("materialize_online").upstream_task_ids) == {"compute_features.publish"}
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert [a.name for a in dag.get_task("materialize_online").outlets] == [f"{dag.dag_id}.published"]
     assert "`features.user_features`" in dag.doc_md
@@ -35,7 +39,7 @@ def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
 
 def test_a_waiting_source_adds_a_sensor(load):
     dag = build_dag(load(BASE.replace("on_missing: skip", "on_missing: wait")))
-    assert dag.get_task("compute_features").upstream_task_ids == {"plan_feature_dates", "wait_for_sources"}
+    assert dag.get_task("compute_features.prepare").upstream_task_ids == {"plan_feature_dates", "wait_for_sources"}
 
 
 def test_runs_compute_the_right_feature_dates():
@@ -75,7 +79,7 @@ def test_spec_errors_point_at_the_key(load, replace, key, message):
 def test_backfill_days_run_in_parallel(load):
     dag = build_dag(load(BASE + "max_active_runs: 4\n"))
     assert dag.max_active_runs == 4
-    assert dag.get_task("compute_features").max_active_tis_per_dag is None
+    assert all(t.max_active_tis_per_dag is None for t in dag.tasks if t.task_id.startswith("compute_features."))
 
 
 def test_the_readme_backfill_command_covers_the_days_it_states():
