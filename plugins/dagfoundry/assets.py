@@ -1,10 +1,47 @@
-"""Names of the Airflow Assets dagfoundry DAGs produce, in one place.
+"""Names of the Airflow Assets dagfoundry DAGs produce, and how their events are emitted, in one place.
 
 Specs schedule on these names (``schedule: [lake.mirror.shop.public.orders]``), so they are
 part of the contract between teams: change them only with a migration note.
+
+An event means "something was published". Airflow emits an event for every Asset a task
+lists in ``outlets`` whenever the task succeeds, changed or not; so the publishing task lists
+one :class:`~airflow.sdk.AssetAlias` instead (:func:`publication_alias`) and adds an event per
+Asset that really changed, with its figures in the extra (:func:`emit_published`). A run that
+publishes nothing emits nothing, and a run that publishes one table emits that table's event.
+Airflow creates an Asset on its first event if no DAG scheduled on it made it known before.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+#: How a glob's ``*`` is written in an Asset name: ``:`` never occurs in a table path, so the
+#: name of ``mirror/shop/public.order_*`` cannot collide with a real table's.
+GLOB_IN_ASSET_NAME = ":any"
+
+
+def publication_alias_name(dag_id: str) -> str:
+    """Return the name of the Asset alias a DAG's publishing task emits through: ``<dag_id>.published``."""
+    return f"{dag_id}.published"
+
+
+def publication_alias(dag_id: str) -> Any:
+    """Return the ``AssetAlias`` to list as the publishing task's only outlet."""
+    from airflow.sdk import AssetAlias
+
+    return AssetAlias(publication_alias_name(dag_id))
+
+
+def emit_published(outlet_events: Any, dag_id: str, asset_name: str, extra: dict[str, Any]) -> None:
+    """Emit one event of ``asset_name`` (with ``extra``) through the DAG's publication alias.
+
+    :param outlet_events: the task's ``outlet_events`` context value (None outside a task run)
+    """
+    if outlet_events is None:
+        return
+    from airflow.sdk import Asset
+
+    outlet_events[publication_alias(dag_id)].add(Asset(asset_name), extra=extra)
 
 
 def mirror_asset_name(source: str, table_id: str) -> str:
@@ -18,8 +55,12 @@ def feature_view_asset_name(view: str) -> str:
 
 
 def compaction_asset_name(table: str) -> str:
-    """Return the Asset a compaction run emits (metrics in its extra): ``lake.compaction.<table>``."""
-    return f"lake.compaction.{table.replace('/', '.')}"
+    """Return the Asset a compaction run emits (metrics in its extra): ``lake.compaction.<table>``.
+
+    Folders become dots; a glob's ``*`` becomes ``:any`` (``mirror/shop/public.order_*`` ->
+    ``lake.compaction.mirror.shop.public.order_:any``), a name a spec can schedule on.
+    """
+    return f"lake.compaction.{table.replace('/', '.').replace('*', GLOB_IN_ASSET_NAME)}"
 
 
 def model_asset_name(registered_model: str, alias: str) -> str:

@@ -128,7 +128,7 @@ def render_command(spec_path: Path) -> int:
             print(error.render())
         return 1
     dag = build_dag(loaded)
-    print(describe_dag(dag))
+    print(describe_dag(dag, loaded.spec.produced_assets()))
     print(describe_defaults(loaded))
     return 0
 
@@ -171,12 +171,16 @@ def slots_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_dag(dag: Any) -> str:
-    """Describe a DAG in plain text: schedule, Assets in and out, tasks in dependency order."""
+def describe_dag(dag: Any, produced: list[str] | None = None) -> str:
+    """Describe a DAG in plain text: schedule, Assets in and out, tasks in dependency order.
+
+    :param produced: the Assets the spec says its DAG emits (tasks may emit them through an
+        alias, so the outlets alone do not name them); the outlets when None
+    """
     lines = [f"DAG {dag.dag_id}  (kind {loaded_kind(dag)}, owner {dag.owner})"]
     lines.append(f"  schedule: {_describe_schedule(dag)}")
     outlets = sorted({getattr(o, 'name', str(o)) for t in dag.tasks for o in (t.outlets or [])})
-    lines.append(f"  assets out: {', '.join(outlets) or '-'}")
+    lines.append(f"  assets out: {', '.join(sorted(produced) if produced is not None else outlets) or '-'}")
     lines.append(f"  params: {', '.join(sorted(dag.params)) or '-'}")
     lines.append("  tasks:")
     for task in dag.topological_sort():

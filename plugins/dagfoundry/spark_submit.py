@@ -12,6 +12,10 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dagfoundry.specs.spark import SparkSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SPARK_APPS = PROJECT_ROOT / "include" / "spark"
@@ -29,6 +33,16 @@ DEFAULT_SPARK_CONF: dict[str, str] = {
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.shuffle.partitions": "8",
 }
+
+
+def submit_options(spark: SparkSpec) -> dict[str, Any]:
+    """Return the ``SparkSubmitOperator`` arguments a spec's ``spark:`` block sets (the same for every kind)."""
+    return {
+        "conn_id": spark.conn_id,
+        "conf": {**DEFAULT_SPARK_CONF, **spark.conf},
+        "driver_memory": spark.driver_memory,
+        "executor_memory": spark.executor_memory,
+    }
 
 
 def application_path(app: str) -> str:

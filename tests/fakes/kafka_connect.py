@@ -13,6 +13,10 @@ them (``ConnectorsResource`` / ``ConnectorPluginsResource`` of Apache Kafka 3.7+
 - ``PUT /connector-plugins/{plugin}/config/validate``: 200 with ``error_count`` and ``configs``
 - every error body is ``{"error_code": <int>, "message": "..."}``
 
+The fake also models the one thing of the Debezium source connector the tests need: a
+connector that starts without stored offsets (created, or resumed after ``DELETE .../offsets``)
+takes a snapshot (``FakeConnector.snapshots`` counts them) and stores a fresh offset.
+
 Faults are scriptable: a status N times (409 during a rebalance, 500 "Request timed out"), slow
 answers (client timeouts), failing tasks with traces that fail again after restarts, and
 connectors that stay UNASSIGNED for a few status reads after a change.
@@ -57,6 +61,14 @@ class FakeConnector:
     failures_after_restart: int = 0
     failure_trace: str = ""
     offsets: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: int = 0
+
+    def start_source(self) -> None:
+        """Start as a Debezium source does: without offsets it snapshots, then stores an offset."""
+        if not self.offsets:
+            self.snapshots += 1
+            server = self.config.get("topic.prefix", self.name)
+            self.offsets = [{"partition": {"server": server}, "offset": {"lsn": 1000 * (self.snapshots + 1), "snapshot": "last"}}]
 
     def set_running(self) -> None:
         count = int(self.config.get("tasks.max", "1"))
@@ -166,12 +178,13 @@ class FakeKafkaConnect:
         config = {**config, "name": name}
         created = name not in self.connectors
         if created:
-            connector = FakeConnector(name, config)
-            connector.offsets = [{"partition": {"server": config.get("topic.prefix", name)}, "offset": {"lsn": 1000}}]
-            self.connectors[name] = connector
+            self.connectors[name] = FakeConnector(name, config)
         connector = self.connectors[name]
         connector.config = config
+        if connector.state == "STOPPED":  # a config update keeps the target state
+            return 200, {"name": name, "config": config, "tasks": [], "type": "source"}
         connector.set_running()
+        connector.start_source()
         connector.pending_polls = self.pending_polls_after_change
         info = {"name": name, "config": config, "tasks": [{"connector": name, "task": t["id"]} for t in connector.tasks], "type": "source"}
         return (201 if created else 200), info
@@ -198,6 +211,8 @@ class FakeKafkaConnect:
             return 202, None
         if route == ("PUT", "resume"):
             if c.state in ("PAUSED", "STOPPED"):
+                if c.state == "STOPPED":
+                    c.start_source()
                 c.set_running()
                 c.pending_polls = self.pending_polls_after_change
             return 202, None

@@ -27,6 +27,7 @@ print(json.dumps({
         "owner": d.owner, "tags": sorted(d.tags), "doc_md": d.doc_md, "description": d.description,
         "tasks": [t.task_id for t in d.tasks], "params": sorted(d.params),
         "timetable": type(d.timetable).__name__,
+        "schedule_assets": [a.name for a in getattr(getattr(d.timetable, "asset_condition", None), "objects", [])],
     } for d in bag.dags.values()},
     "errors": {k.rsplit("/", 1)[-1]: v for k, v in bag.import_errors.items()},
     "heavy": sorted(m for m in %r if m in sys.modules),
@@ -74,6 +75,9 @@ def test_project_examples_parse_without_import_errors(tmp_path):
     ]
     assert result["dags"]["shop_churn_promotion"]["tasks"] == ["evaluate", "route", "promote", "rollback",
                                                               "record_outcome"]
+    # The examples chain by Assets: the retraining runs when the feature view is published.
+    assert result["dags"]["shop_churn_retraining"]["schedule_assets"] == ["features.customer_order_features"]
+    assert "`features.customer_order_features`" in result["dags"]["customer_order_features"]["doc_md"]
     for dag_id, dag in result["dags"].items():
         assert dag["doc_md"] and dag_id in dag["doc_md"]
         assert "dagfoundry" in dag["tags"] and dag["owner"] != "airflow"

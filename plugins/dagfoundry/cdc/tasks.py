@@ -9,7 +9,8 @@ run at once)::
          (or prepare_mirror -> SparkSubmitOperator(cdc_mirror, [plan]) -> publish_mirror(plan))
 
 UI actions (manual runs with params): :func:`request_resnapshot`, :func:`reset_capture`,
-:func:`decommission_capture`. The last task, :func:`report_capture_health`, fails the run
+:func:`decommission_capture` (embedded mode; connect mode uses the Kafka Connect operators
+and :func:`decommission_connector`). The last task, :func:`report_capture_health`, fails the run
 for what must not pass silently (a skipped table, a slot holding too much WAL) after the
 other tables were landed and mirrored.
 Configuration arrives as frozen dataclasses; secrets come from the Airflow connection
@@ -99,11 +100,11 @@ def request_resnapshot(config: CaptureConfig, tables: Sequence[str], connection:
 
     if not config.signal_table:
         raise SignalError(f"capture {config.source!r} has no signal table; set signal_table to re-snapshot")
-    connection = connection or SourceConnection.from_airflow(config.conn_id, config.database)
     captured = [t.table_id for t in config.tables]
     unknown = [t for t in tables if t not in captured]
     if unknown:
         raise SignalError(f"re-snapshot: {', '.join(unknown)} not captured by {config.source!r} (captured: {', '.join(captured)})")
+    connection = connection or SourceConnection.from_airflow(config.conn_id, config.database)
     skipped = uncapturable_tables(connection, list(tables), full_identity_is_set=config.replica_identity_full)
     if skipped:
         raise SignalError("re-snapshot cannot work: " + "; ".join(skipped[t] for t in sorted(skipped)))
@@ -131,6 +132,20 @@ def decommission_capture(config: CaptureConfig, lake_root: str, connection: Sour
     dropped = decommission(connection, config.slot, config.publication)
     reset = reset_offsets(config, Path(lake_root), connection=connection, drop_slot=False)
     return {**dropped, "kept_offsets": reset["kept_offsets"], "mirror_floor": reset["mirror_floor"]}
+
+
+def decommission_connector(config: CaptureConfig, kafka_connect_conn_id: str, connection: SourceConnection | None = None) -> dict:
+    """Decommission a Kafka Connect capture: stop the connector, delete its offsets, drop slot and publication.
+
+    The connector config stays on Kafka Connect (STOPPED); a later start snapshots again.
+    """
+    from dagfoundry.cdc.slots import decommission
+    from dagfoundry.hooks.debezium_connect import DebeziumConnectHook
+
+    message = DebeziumConnectHook(kafka_connect_conn_id).reset_offsets(config.engine_name, resume=False)
+    connection = connection or SourceConnection.from_airflow(config.conn_id, config.database)
+    dropped = decommission(connection, config.slot, config.publication)
+    return {**dropped, "connector": config.engine_name, "connector_offsets": message}
 
 
 def report_capture_health(capture_summary: Mapping | None) -> dict:

@@ -3,10 +3,16 @@
 One run, in order (``max_active_runs`` is forced to 1: two captures of a source never overlap)::
 
     choose_action ─┬─> request_resnapshot ─┐
-                   ├─> reset_offsets ──────┤
+                   ├─> reset_offsets ──────┤   (only with a snapshot mode that snapshots again)
                    ├─> restart_connector ──┤   (connect mode)
-                   ├─> drop_slot (decommission; nothing follows)
+                   ├─> [stop_connector >>] drop_slot (decommission; nothing follows)
                    └───────────────────────┴─> [deploy_connector >> connector_running] (connect mode)
+
+The form offers only the actions of the spec's mode (``CdcIngestionSpec.actions``). In connect
+mode the actions go to Kafka Connect's REST API: ``reset_offsets`` stops the connector, deletes
+its offsets and resumes it, so Debezium takes a new snapshot there (the embedded offsets and
+the mirror floor are not touched); ``request_resnapshot`` checks the connector and signals.
+Errors a retry cannot fix (a table not captured, no signal table) fail the task at once.
                                                >> capture | pickup_sink_files
                                                >> check_quality
                                                >> plan_mirror >> spark_mirror >> publish_mirror (Assets)
@@ -22,13 +28,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, task
+from airflow.sdk import task
 
-from dagfoundry.assets import mirror_asset_name
+from dagfoundry.assets import emit_published, mirror_asset_name, publication_alias
 from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
-from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, application_path
+from dagfoundry.spark_submit import application_path, submit_options
 from dagfoundry.specs.cdc_ingestion import CdcIngestionSpec
 
 if TYPE_CHECKING:
@@ -66,8 +72,7 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
     config = capture_config_of(spec)
     config.validate()
     table_ids = [t.table_id for t in config.tables]
-    outlets = [Asset(mirror_asset_name(config.source, table_id)) for table_id in table_ids]
-    with new_dag(loaded, outlets=[a.name for a in outlets]) as dag:
+    with new_dag(loaded, outlets=[mirror_asset_name(config.source, t) for t in table_ids]) as dag:
         choose = _choose_action(spec)
         pre_steps = _action_tasks(spec, config)
         ingest_head, ingest_tail = _ingest_tasks(spec, config)
@@ -82,11 +87,10 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
             task_id="spark_mirror",
             application=application_path("cdc_mirror"),
             application_args=[plan],
-            conn_id=spec.spark_conn_id,
-            conf=dict(DEFAULT_SPARK_CONF),
             name=f"dagfoundry-cdc-mirror-{spec.name}",
+            **submit_options(spec.spark),
         )
-        publish = _publish_mirror(plan, outlets, ingest_tail)
+        publish = _publish_mirror(spec.name, config.source, plan, ingest_tail)
         quality >> plan >> spark >> publish
         health = _capture_health(ingest_tail)
         publish >> health
@@ -97,31 +101,45 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
 
 
 def _choose_action(spec: CdcIngestionSpec) -> Any:
-    mode = spec.mode
+    actions = spec.actions
+    first = "deploy_connector" if spec.mode == "connect" else "capture"
+    steps = {"resnapshot": "request_resnapshot", "reset_offsets": "reset_offsets", "restart_connector": "restart_connector",
+             "drop_slot": "stop_connector" if spec.mode == "connect" else "drop_slot"}
 
     @task.branch(task_id="choose_action")
     def choose_action(params: dict | None = None) -> list[str]:
-        action = (params or {}).get("action", "capture")
-        first = "deploy_connector" if mode == "connect" else "capture"
-        steps = {"resnapshot": "request_resnapshot", "reset_offsets": "reset_offsets", "drop_slot": "drop_slot"}
-        if mode == "connect":
-            steps["restart_connector"] = "restart_connector"
-        if action == "capture":
-            return [first]
-        if action not in steps:
-            raise ValueError(f"action {action!r} is not available in {mode} mode; use one of capture, {', '.join(steps)}")
-        return [steps[action]]
+        from airflow.sdk.exceptions import AirflowFailException
+
+        action = (params or {}).get("action") or "capture"
+        if action not in actions:
+            raise AirflowFailException(f"action {action!r} is not available for this DAG; use one of {', '.join(actions)}")
+        return [first] if action == "capture" else [steps[action]]
 
     return choose_action()
 
 
 def _action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict[str, Any]:
+    """Return the first task of each action the spec offers (besides capture)."""
+    if spec.mode == "connect":
+        steps = _connect_action_tasks(spec, config)
+    else:
+        steps = _embedded_action_tasks(config)
+    return {action: steps[action] for action in spec.actions if action in steps}
+
+
+def _embedded_action_tasks(config: CaptureConfig) -> dict[str, Any]:
     @task(task_id="request_resnapshot")
     def request_resnapshot(params: dict | None = None) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from dagfoundry.cdc.signals import SignalError
         from dagfoundry.cdc.tasks import request_resnapshot as request
 
         tables = list((params or {}).get("tables") or [t.table_id for t in config.tables])
-        return request(config, tables)
+        try:
+            return request(config, tables)
+        except SignalError as exc:  # a wrong table or a missing signal table: retrying changes nothing
+            raise AirflowFailException(str(exc)) from exc
 
     @task(task_id="reset_offsets")
     def reset_offsets() -> dict:
@@ -137,15 +155,45 @@ def _action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict[str, An
 
         return decommission_capture(config, str(lake_root()))
 
-    steps: dict[str, Any] = {"resnapshot": request_resnapshot(), "reset_offsets": reset_offsets(), "drop_slot": drop_slot()}
-    if spec.mode == "connect":
-        from dagfoundry.operators.debezium_connect import DebeziumConnectorRestartOperator
+    return {"resnapshot": request_resnapshot(), "reset_offsets": reset_offsets(), "drop_slot": drop_slot()}
 
-        steps["restart_connector"] = DebeziumConnectorRestartOperator(
-            task_id="restart_connector",
-            connector_name=config.engine_name,
-            kafka_connect_conn_id=spec.connect.conn_id,  # type: ignore[union-attr]
+
+def _connect_action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict[str, Any]:
+    from dagfoundry.operators.debezium_connect import (
+        DebeziumConnectorResetOffsetsOperator,
+        DebeziumConnectorRestartOperator,
+        DebeziumConnectorStateOperator,
+        DebeziumResnapshotOperator,
+    )
+
+    connect = spec.connect
+    assert connect is not None
+    common: dict[str, Any] = {"connector_name": config.engine_name, "kafka_connect_conn_id": connect.conn_id}
+    steps: dict[str, Any] = {
+        "restart_connector": DebeziumConnectorRestartOperator(task_id="restart_connector", **common),
+        # Stop, DELETE the offsets, resume: the connector snapshots again under its snapshot mode.
+        "reset_offsets": DebeziumConnectorResetOffsetsOperator(task_id="reset_offsets", **common),
+    }
+    if config.signal_table:
+        steps["resnapshot"] = DebeziumResnapshotOperator(
+            task_id="request_resnapshot",
+            source_conn_id=config.conn_id,
+            signal_table=config.signal_table,
+            tables=None,
+            captured_tables=[t.table_id for t in config.tables],
+            database=config.database,
+            **common,
         )
+    stop = DebeziumConnectorStateOperator(task_id="stop_connector", action="stop", **common)
+
+    @task(task_id="drop_slot")
+    def drop_slot() -> dict:
+        from dagfoundry.cdc.tasks import decommission_connector
+
+        return decommission_connector(config, connect.conn_id)
+
+    stop >> drop_slot()
+    steps["drop_slot"] = stop
     return steps
 
 
@@ -200,6 +248,7 @@ def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, A
         max_restarts=connect.max_restarts,
         poke_interval=10,
         timeout=600,
+        deferrable=connect.deferrable if connect.deferrable is not None else default_deferrable(),
     )
 
     @task(task_id="pickup_sink_files")
@@ -212,6 +261,13 @@ def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, A
     picked = pickup_sink_files()
     deploy >> running >> picked
     return deploy, picked
+
+
+def default_deferrable() -> bool:
+    """Return Airflow's ``[operators] default_deferrable`` (configuration only; no I/O beyond it)."""
+    from airflow.sdk import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 def _check_quality(spec: CdcIngestionSpec, source: str, capture_summary: Any) -> Any:
@@ -243,21 +299,19 @@ def _plan_mirror(source: str, table_ids: list[str], max_rows: int | None) -> Any
     return plan_mirror()
 
 
-def _publish_mirror(plan: Any, outlets: list[Asset], capture_summary: Any) -> Any:
-    @task(task_id="publish_mirror", outlets=outlets)
+def _publish_mirror(dag_id: str, source: str, plan: Any, capture_summary: Any) -> Any:
+    @task(task_id="publish_mirror", outlets=[publication_alias(dag_id)])
     def publish_mirror(plan_path: str, summary: dict | None = None, outlet_events: Any = None) -> dict:
         from dagfoundry.cdc.tasks import publish_mirror as publish
 
         result = publish(plan_path)
         slot = (summary or {}).get("slot") or {}
-        for asset in outlets:
-            table_id = asset.name.split(".", 3)[-1]
-            figures = result.get("tables", {}).get(table_id)
-            if figures and outlet_events is not None:
-                extra = {k: v for k, v in figures.items() if isinstance(v, int | str)}
-                if slot.get("retained_wal_bytes") is not None:
-                    extra["slot_retained_wal_bytes"] = slot["retained_wal_bytes"]
-                outlet_events[asset].extra = extra
+        # Only the mirrors this run replaced: a one-table re-snapshot emits that table's event.
+        for table_id, figures in sorted(result.get("tables", {}).items()):
+            extra = {k: v for k, v in figures.items() if isinstance(v, int | str)}
+            if slot.get("retained_wal_bytes") is not None:
+                extra["slot_retained_wal_bytes"] = slot["retained_wal_bytes"]
+            emit_published(outlet_events, dag_id, mirror_asset_name(source, table_id), extra)
         return result
 
     return publish_mirror(plan, capture_summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -41,10 +42,9 @@ def new_dag(
     :param extra_params: Params a kind derives from the spec itself (beyond its declared ones)
     """
     spec = loaded.spec
-    written = as_written(loaded, "description")
     return DAG(
         dag_id=spec.name,
-        description=(written.splitlines() or [f"{spec.kind} pipeline"])[0][:200],
+        description=summary_of(as_written(loaded, "description")) or f"{spec.kind} pipeline",
         doc_md=render_doc_md(loaded, outlets or []),
         schedule=schedule_of(spec, data_intervals=data_intervals),
         start_date=datetime.combine(spec.start_date, datetime.min.time(), tzinfo=ZoneInfo(spec.timezone)),
@@ -54,6 +54,21 @@ def new_dag(
         default_args=_default_args(spec),
         params={**params_of(spec), **(extra_params or {})},
     )
+
+
+def summary_of(description: str, limit: int = 200) -> str:
+    """Return the one-line summary of a spec's description: its first sentence.
+
+    Lines are joined first (YAML block text wraps mid-sentence). A first sentence longer
+    than ``limit`` ends at the last whole word that fits, with an ellipsis.
+    """
+    text = " ".join(description.split())
+    match = re.search(r"[.!?](?=\s|$)", text)
+    sentence = text[: match.end()] if match else text
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
 
 
 def schedule_of(spec: DagSpec, *, data_intervals: bool) -> Any:
@@ -75,11 +90,17 @@ def schedule_of(spec: DagSpec, *, data_intervals: bool) -> Any:
 def params_of(spec: DagSpec) -> dict[str, Param]:
     """Build the typed manual-trigger form of the kind, with the spec's defaults applied."""
     params = {}
-    for name in sorted(spec.declared_params):
-        declared: ParamDeclaration = spec.declared_params[name]
+    declarations: dict[str, ParamDeclaration] = spec.param_declarations()
+    # Declaration order is the form's order (start before end), not the alphabet.
+    for name, declared in declarations.items():
         default = spec.params.get(name, declared.default)
-        types: Any = [declared.type, "null"] if default is None else declared.type
+        # The UI marks a field required unless its type admits null.
+        types: Any = declared.type if declared.required and default is not None else [declared.type, "null"]
         extra: dict[str, Any] = {"enum": list(declared.enum)} if declared.enum else {}
+        if declared.format:
+            extra["format"] = declared.format
+        if declared.type == "array":
+            extra["items"] = {"type": "string"}  # one value per line in the form
         params[name] = Param(default, type=types, description=declared.description, **extra)
     return params
 
@@ -141,10 +162,11 @@ def render_doc_md(loaded: LoadedSpec, outlets: list[str]) -> str:
     ]
     if outlets:
         lines.append(f"| produces | {', '.join(f'`{o}`' for o in outlets)} |")
-    if spec.declared_params:
+    declarations = spec.param_declarations()
+    if declarations:
         lines += ["", "### Manual trigger parameters", ""]
-        for name in sorted(spec.declared_params):
-            lines.append(f"- `{name}`: {spec.declared_params[name].description}")
+        for name, declared in declarations.items():
+            lines.append(f"- `{name}`: {declared.description}")
     interpolated = sorted(format_key_path(k) for k in raw)
     lines += ["", "### Spec as written", "", "```yaml", loaded.text.rstrip(), "```"]
     if interpolated:

@@ -10,8 +10,10 @@ One DAG serves three kinds of run, with the same Spark code, so they agree by co
   Spark job.
 
 Tasks: ``plan_feature_dates`` -> ``wait_for_sources`` (when a source says ``on_missing: wait``)
--> ``compute_features`` (mapped over chunks; Spark through the provider hook; each date
-published atomically) -> ``materialize_online`` (latest complete partition; emits the view's Asset).
+-> ``compute_features`` (a task group mapped over chunks: ``prepare`` writes the job file,
+``spark`` is the provider's ``SparkSubmitOperator`` with the spec's ``spark:`` block, ``publish``
+verifies and publishes each date atomically) -> ``materialize_online`` (the latest complete partition, only when newer
+than what the online store holds; emits the view's Asset when the run published dates).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, task
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import task, task_group
 
-from dagfoundry.assets import feature_view_asset_name
+from dagfoundry.assets import emit_published, feature_view_asset_name, publication_alias
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
+from dagfoundry.spark_submit import application_path, submit_options
 from dagfoundry.specs.feature_backfill import FeatureBackfillSpec
 
 if TYPE_CHECKING:
@@ -58,19 +62,23 @@ def feature_dates_of_run(params: dict, data_interval_start: Any, run_after: Any)
 def build_feature_backfill(loaded: LoadedSpec) -> Any:
     """Build the feature DAG of one spec."""
     spec: FeatureBackfillSpec = loaded.spec  # type: ignore[assignment]
-    asset = Asset(feature_view_asset_name(spec.view_name))
+    asset_name = feature_view_asset_name(spec.view_name)
     waits = any(source.on_missing == "wait" for source in spec.sources)
-    conn_id = spec.spark_conn_id
 
-    with new_dag(loaded, data_intervals=True, outlets=[asset.name]) as dag:
+    with new_dag(loaded, data_intervals=True, outlets=[asset_name]) as dag:
 
         @task(task_id="plan_feature_dates")
         def plan_feature_dates(params: dict | None = None, **context: Any) -> list[dict[str, str]]:
+            from airflow.sdk.exceptions import AirflowFailException
+
             from dagfoundry.features.compute import chunk_ranges
 
-            first, last = feature_dates_of_run(
-                params or {}, context.get("data_interval_start"), context["dag_run"].run_after
-            )
+            try:
+                first, last = feature_dates_of_run(
+                    params or {}, context.get("data_interval_start"), context["dag_run"].run_after
+                )
+            except ValueError as exc:  # a reversed or half range: a retry gets the same params
+                raise AirflowFailException(str(exc)) from exc
             chunk_days = int((params or {}).get("chunk_days") or 90)
             return chunk_ranges(first, last, chunk_days)
 
@@ -90,39 +98,56 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
             ]
             return PokeReturnValue(is_done=not missing, xcom_value={"missing": missing[:20]})
 
-        @task(task_id="compute_features", max_active_tis_per_dag=1)
-        def compute_features(chunk: dict[str, str]) -> dict:
-            from dagfoundry.features.compute import compute_feature_range
+        # No max_active_tis_per_dag: every chunk stages under its own version and publishes
+        # only its own dates, so days of a backfill run side by side (up to max_active_runs).
+        @task_group(group_id="compute_features")
+        def compute_features(chunk: dict[str, str]) -> None:
+            """Plan one chunk's dates, compute them with Spark, verify and publish each date."""
+
+            @task(task_id="prepare", multiple_outputs=True)
+            def prepare(chunk: dict[str, str]) -> dict:
+                from dagfoundry.features.compute import prepare_feature_job
+                from dagfoundry.settings import lake_root
+
+                root = str(lake_root())
+                return prepare_feature_job(spec.definition(root), root, chunk["start"], chunk["end"])
+
+            job: Any = prepare(chunk)
+            spark = SparkSubmitOperator(
+                task_id="spark",
+                application=application_path("feature_compute"),
+                application_args=job["application_args"],
+                name=f"dagfoundry-features-{spec.name}",
+                **submit_options(spec.spark),
+            )
+
+            @task(task_id="publish")
+            def publish(job: dict) -> dict:
+                from dagfoundry.features.compute import publish_feature_job
+                from dagfoundry.settings import lake_root
+
+                return publish_feature_job(spec.definition(str(lake_root())), job)
+
+            spark >> publish(job)
+
+        @task(task_id="materialize_online", outlets=[publication_alias(spec.name)])
+        def materialize_online(ti: Any = None, outlet_events: Any = None) -> dict:
+            from dagfoundry.features.materialize import materialize_newest
             from dagfoundry.settings import lake_root
 
             root = str(lake_root())
-            return compute_feature_range(spec.definition(root), root, chunk["start"], chunk["end"], conn_id=conn_id)
-
-        @task(task_id="materialize_online", outlets=[asset])
-        def materialize_online(results: list[dict], outlet_events: Any = None) -> dict:
-            from dagfoundry.features.materialize import materialize_latest
-            from dagfoundry.settings import lake_root
-
-            root = str(lake_root())
-            online = materialize_latest(spec.definition(root), root)
-            # One slice request: iterating a mapped task's results asks offset after offset until
-            # one is missing, which the SDK client logs as an error ("XCom not found").
-            published = sorted(d for r in results[:] for d in r.get("published", []))
-            if outlet_events is not None:
-                outlet_events[asset].extra = {
-                    "dates": len(published),
-                    "first": published[0] if published else None,
-                    "last": published[-1] if published else None,
-                    "online_date": online.get("feature_date"),
-                }
+            results = ti.xcom_pull(task_ids="compute_features.publish") or []  # every chunk's summary
+            published = sorted(d for r in results if r for d in r.get("published", []))
+            online = materialize_newest(spec.definition(root), root, published)
+            if published:  # an event says "published": none when every date was skipped
+                extra = {"dates": len(published), "first": published[0], "last": published[-1],
+                         "online_date": online.get("feature_date")}
+                emit_published(outlet_events, spec.name, asset_name, extra)
             return {"published": published, "online": online}
 
         chunks: Any = plan_feature_dates()
+        computed: Any = compute_features.expand(chunk=chunks)
         if waits:
-            ready = wait_for_sources(chunks)
-            computed: Any = compute_features.expand(chunk=chunks)
-            ready >> computed
-        else:
-            computed = compute_features.expand(chunk=chunks)
-        materialize_online(computed)
+            wait_for_sources(chunks) >> computed
+        computed >> materialize_online()
     return dag

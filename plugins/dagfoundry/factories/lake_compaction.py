@@ -12,7 +12,8 @@ One run, in order (``max_active_runs`` is forced to 1)::
 - ``compact_batch`` is a mapped task group: each batch's ``publish`` runs as soon as its own
   ``rewrite`` (``SparkSubmitOperator``) ends, while other batches are still rewriting;
 - ``report`` and ``cleanup`` run whatever happened to the batches (``all_done``): the report
-  puts the run's figures into the Asset events' extra, the cleanup purges expired trash;
+  emits an Asset event, with the figures in its extra, for each table that had partitions
+  published (none for a run that published nothing), the cleanup purges expired trash;
 - ``all_batches_published`` does nothing; as the only leaf that needs every batch to succeed,
   it makes the run fail when one did (the ``all_done`` leaves alone would mark it a success).
 
@@ -27,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import Asset, task, task_group
+from airflow.sdk import task, task_group
 
-from dagfoundry.assets import compaction_asset_name
+from dagfoundry.assets import compaction_asset_name, emit_published, publication_alias
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
-from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, application_path
+from dagfoundry.spark_submit import application_path, submit_options
 from dagfoundry.specs.lake_compaction import LakeCompactionSpec
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ PLAN_XCOM_KEY = "plan"
 def build_lake_compaction(loaded: LoadedSpec) -> Any:
     """Build the compaction DAG of one spec."""
     spec: LakeCompactionSpec = loaded.spec  # type: ignore[assignment]
-    assets = {table: Asset(compaction_asset_name(table)) for table in spec.tables}
-    with new_dag(loaded, outlets=[a.name for a in assets.values()]) as dag:
+    assets = {table: compaction_asset_name(table) for table in spec.tables}
+    with new_dag(loaded, outlets=list(assets.values())) as dag:
         choose = _choose_run()
         plan = _plan(spec)
         batches = _compact_batch(spec).expand(batch_file=plan)
@@ -100,11 +101,8 @@ def _compact_batch(spec: LakeCompactionSpec) -> Any:
             task_id="rewrite",
             application=application_path("compaction_rewrite"),
             application_args=[batch_file],
-            conn_id=spark.conn_id,
-            conf={**DEFAULT_SPARK_CONF, **spark.conf},
-            driver_memory=spark.driver_memory,
-            executor_memory=spark.executor_memory,
             name=f"dagfoundry-compaction-{spec.name}",
+            **submit_options(spark),
         )
 
         @task(task_id="publish")
@@ -118,8 +116,8 @@ def _compact_batch(spec: LakeCompactionSpec) -> Any:
     return compact_batch
 
 
-def _report(spec: LakeCompactionSpec, assets: dict[str, Asset]) -> Any:
-    @task(task_id="report", trigger_rule=ALL_DONE, outlets=list(assets.values()))
+def _report(spec: LakeCompactionSpec, assets: dict[str, str]) -> Any:
+    @task(task_id="report", trigger_rule=ALL_DONE, outlets=[publication_alias(spec.name)])
     def report(ti: Any = None, outlet_events: Any = None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -131,9 +129,10 @@ def _report(spec: LakeCompactionSpec, assets: dict[str, Asset]) -> Any:
         if plan["dry_run"]:
             raise AirflowSkipException("dry run: the plan is in the log of task 'plan'; nothing changed")
         result = report_step(run_settings(spec), version=plan["version"])
-        if outlet_events is not None:
-            for table, asset in assets.items():
-                outlet_events[asset].extra = summary_of_table(result, table, several=len(assets) > 1)
+        for table, asset_name in assets.items():
+            figures = summary_of_table(result, table, several=len(assets) > 1)
+            if figures["partitions_published"]:  # an event says "changed": none for a no-op run
+                emit_published(outlet_events, spec.name, asset_name, figures)
         return result
 
     return report()

@@ -1,8 +1,10 @@
 """Copy the latest offline partition of a feature view into its online store.
 
 Every live partition is complete (partitions are published atomically), so the latest
-complete partition is the one with the greatest feature date. Materializing after a backfill
-is harmless: the store keeps a newer value when it already has one.
+complete partition is the one with the greatest feature date. A DAG run materializes with
+:func:`materialize_newest`: the store is written only when the latest partition is newer than
+the date the store holds, or is that date and the run has just re-published it; a backfill
+run of older dates leaves the store alone.
 """
 
 from __future__ import annotations
@@ -80,4 +82,37 @@ def materialize_latest(
             f"feature view {defn.name!r} has no offline partition under {offline_path(lake_root, defn.name)}; "
             "run the feature computation first"
         )
-    return materialize_partition(defn, lake_root, latest, store or open_online_store(defn.online))
+    store = store or open_online_store(defn.online)
+    result = materialize_partition(defn, lake_root, latest, store)
+    store.mark_materialized(defn.name, latest)
+    return result
+
+
+def materialize_newest(
+    defn: FeatureViewDefinition,
+    lake_root: str | Path,
+    published: list[str],
+    store: OnlineStore | None = None,
+) -> dict[str, Any]:
+    """Materialize the view's latest partition unless the store already holds it (or newer).
+
+    :param published: the feature dates the run published (a re-run of the held date writes it again)
+    :return: what :func:`materialize_partition` returns, or ``{"view", "feature_date", "rows": 0,
+        "written": 0, "skipped": reason}`` when the store was left alone
+    :raises NoOfflinePartitionError: when the view has no partition yet
+    """
+    latest = latest_feature_date(lake_root, defn.name)
+    if latest is None:
+        raise NoOfflinePartitionError(
+            f"feature view {defn.name!r} has no offline partition under {offline_path(lake_root, defn.name)}; "
+            "run the feature computation first"
+        )
+    store = store or open_online_store(defn.online)
+    held = store.materialized_date(defn.name)
+    if held is not None and (latest < held or (latest == held and latest not in published)):
+        reason = f"the online store holds {held}; this run published {', '.join(published) or 'nothing'}"
+        log.info("Online store of %s left alone: %s", defn.name, reason)
+        return {"view": defn.name, "feature_date": held, "rows": 0, "written": 0, "skipped": reason}
+    result = materialize_partition(defn, lake_root, latest, store)
+    store.mark_materialized(defn.name, latest)
+    return result

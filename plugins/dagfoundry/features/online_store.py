@@ -2,7 +2,9 @@
 
 Every stored value carries its feature date. A write replaces a key's value only when its
 feature date is the same or newer than the stored one, so materializing an older date (a
-backfill) never clobbers a newer value. Values expire ``ttl_days`` after the end of their
+backfill) never clobbers a newer value. Each view also records the feature date it was last
+materialized from (:meth:`OnlineStore.materialized_date`), so a run whose date is not newer
+does not write at all (see :func:`dagfoundry.features.materialize.materialize_newest`). Values expire ``ttl_days`` after the end of their
 feature date: Redis expires keys itself; SQLite filters on read.
 
 Entity keys are encoded as JSON of ``[[column, str(value)], ...]`` sorted by column, so a
@@ -52,6 +54,14 @@ class OnlineStore(Protocol):
         """Return, for each key, ``{**features, "feature_date": ...}`` or None (absent or expired)."""
         ...
 
+    def materialized_date(self, view: str) -> str | None:
+        """Return the newest feature date the view was materialized from, or None."""
+        ...
+
+    def mark_materialized(self, view: str, feature_date: str) -> None:
+        """Record that ``feature_date`` was materialized (an older date never replaces a newer one)."""
+        ...
+
 
 class SqliteOnlineStore:
     """Online store in one SQLite file (the embedded default).
@@ -72,7 +82,31 @@ class SqliteOnlineStore:
             " view TEXT NOT NULL, entity TEXT NOT NULL, feature_date TEXT NOT NULL,"
             " expires_at TEXT NOT NULL, payload TEXT NOT NULL, PRIMARY KEY (view, entity))"
         )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS online_views (view TEXT PRIMARY KEY, feature_date TEXT NOT NULL)"
+        )
         return conn
+
+    def materialized_date(self, view: str) -> str | None:
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT feature_date FROM online_views WHERE view = ?", (view,)).fetchone()
+        finally:
+            conn.close()
+        return row[0] if row else None
+
+    def mark_materialized(self, view: str, feature_date: str) -> None:
+        conn = self._connect()
+        try:
+            with conn:
+                conn.execute(
+                    "INSERT INTO online_views (view, feature_date) VALUES (?, ?)"
+                    " ON CONFLICT (view) DO UPDATE SET feature_date = excluded.feature_date"
+                    " WHERE excluded.feature_date > online_views.feature_date",
+                    (view, feature_date),
+                )
+        finally:
+            conn.close()
 
     def write(self, view: str, feature_date: str, ttl_days: int, rows: Iterable[OnlineRow]) -> int:
         expiry = expires_at(feature_date, ttl_days).isoformat()
@@ -129,6 +163,15 @@ return 1
 """
 
 
+# Keep the newest materialized date of a view.
+_MARK_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current and current >= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 class RedisOnlineStore:
     """Online store in Redis: one hash per entity with ``feature_date`` and ``payload``.
 
@@ -154,6 +197,17 @@ class RedisOnlineStore:
 
     def key(self, view: str, encoded_entity: str) -> str:
         return f"{self.key_prefix}{view}:{encoded_entity}"
+
+    def view_key(self, view: str) -> str:
+        """Return the key of the view's materialized date (an encoded entity starts with '[': no clash)."""
+        return f"{self.key_prefix}{view}:materialized_date"
+
+    def materialized_date(self, view: str) -> str | None:
+        value = self._client.get(self.view_key(view))
+        return value.decode() if value is not None else None
+
+    def mark_materialized(self, view: str, feature_date: str) -> None:
+        self._client.register_script(_MARK_SCRIPT)(keys=[self.view_key(view)], args=[feature_date])
 
     def write(self, view: str, feature_date: str, ttl_days: int, rows: Iterable[OnlineRow]) -> int:
         expiry = str(int(expires_at(feature_date, ttl_days).timestamp()))

@@ -222,7 +222,8 @@ class DebeziumResnapshotOperator(_ConnectorOperator):
     :param connector_name: connector name (templated)
     :param source_conn_id: Airflow connection of the source PostgreSQL
     :param signal_table: ``schema.table`` of the connector's ``signal.data.collection``
-    :param tables: ``schema.table`` ids to re-snapshot (templated; a UI Param usually)
+    :param tables: ``schema.table`` ids to re-snapshot (templated); None takes the run's
+        ``tables`` Param, and an empty list means every table of ``captured_tables``
     :param captured_tables: when given, every table must be among them
     :param database: overrides the connection's database
     :return: (XCom) ``{"connector", "signal_id", "tables"}``
@@ -235,7 +236,7 @@ class DebeziumResnapshotOperator(_ConnectorOperator):
         *,
         source_conn_id: str,
         signal_table: str,
-        tables: list[str] | str,
+        tables: list[str] | str | None = None,
         captured_tables: list[str] | None = None,
         database: str | None = None,
         **kwargs: Any,
@@ -251,20 +252,35 @@ class DebeziumResnapshotOperator(_ConnectorOperator):
         """Verify the connector, then insert the signal row."""
         import hashlib
 
-        from dagfoundry.cdc.connector_config import SourceConnection
-        from dagfoundry.cdc.signals import request_incremental_snapshot
+        from airflow.sdk.exceptions import AirflowFailException
 
-        tables = [self.tables] if isinstance(self.tables, str) else list(self.tables)
-        self.log.info("%s", assess_status(self.hook.get_status(self.connector_name)).message)
+        from dagfoundry.cdc.connector_config import SourceConnection
+        from dagfoundry.cdc.signals import SignalError, request_incremental_snapshot
+
+        tables = self._tables(context)
+        if not tables:
+            raise AirflowFailException("re-snapshot: no table given and no captured_tables to default to")
         ti = context.get("ti")
         run = f"{getattr(ti, 'dag_id', '')}/{getattr(ti, 'run_id', '')}/{getattr(ti, 'task_id', '')}/{sorted(tables)}"
         signal_id = "df-" + hashlib.sha256(run.encode()).hexdigest()[:32]  # the column is VARCHAR(42)
-        request_incremental_snapshot(
-            SourceConnection.from_airflow(self.source_conn_id, self.database),
-            self.signal_table,
-            tables,
-            captured_tables=self.captured_tables,
-            signal_id=signal_id,
-        )
+        self.log.info("%s", assess_status(self.hook.get_status(self.connector_name)).message)
+        try:
+            request_incremental_snapshot(
+                SourceConnection.from_airflow(self.source_conn_id, self.database),
+                self.signal_table,
+                tables,
+                captured_tables=self.captured_tables,
+                signal_id=signal_id,
+            )
+        except SignalError as exc:  # a table that is not captured: retrying changes nothing
+            raise AirflowFailException(str(exc)) from exc
         self.log.info("Re-snapshot of %s requested from connector %r (signal %s)", tables, self.connector_name, signal_id)
         return {"connector": self.connector_name, "signal_id": signal_id, "tables": tables}
+
+    def _tables(self, context: Context) -> list[str]:
+        tables: Any = self.tables
+        if tables is None:
+            tables = (context.get("params") or {}).get("tables")
+        if isinstance(tables, str):
+            tables = [tables]
+        return list(tables or self.captured_tables or [])

@@ -41,12 +41,17 @@ class ParamDeclaration:
     :param type: JSON-schema type
     :param description: the form's help text
     :param enum: allowed values, when the parameter is a choice
+    :param format: JSON-schema format the form renders (``date`` gives a date picker)
+    :param required: whether the form insists on a value; optional ones may be left empty
+        (an empty list, an unset date: the kind's documented default applies)
     """
 
     default: Any
     type: ParamType
     description: str
     enum: tuple[Any, ...] | None = None
+    format: str | None = None
+    required: bool = False
 
 
 class AlertsSpec(StrictModel):
@@ -128,6 +133,14 @@ class DagSpec(StrictModel):
             if not _matches_type(value, declared.type):
                 raise ValueError(f"parameter {name!r}: expected {declared.type}, found {value!r}")
         return params
+
+    def param_declarations(self) -> dict[str, ParamDeclaration]:
+        """Return the manual-trigger parameters this spec's form offers, in form order.
+
+        The kind's :attr:`declared_params` by default; a kind narrows them per spec (the CDC
+        actions depend on the mode), so the form never offers what the spec cannot do.
+        """
+        return self.declared_params
 
     def produced_assets(self) -> list[str] | None:
         """Return the names of the Assets this spec's DAG emits; None when the kind does not say.

@@ -9,11 +9,23 @@ from pydantic import Field, model_validator
 
 from dagfoundry.assets import mirror_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.spark import SparkSpec, moved_spark_conn_id
 from dagfoundry.specs.types import ByteSize, ConnId, Duration, Identifier, QualifiedName
 
 #: ``capture`` keys that only the embedded engine uses (bounds of one run and its batches).
 EMBEDDED_ONLY = frozenset({"idle", "max_events", "max_duration", "chunk_events"})
 CDC_ACTIONS = ("capture", "resnapshot", "reset_offsets", "restart_connector", "drop_slot")
+#: Snapshot modes that take a new snapshot when no offsets are stored: ``reset_offsets`` is
+#: offered only with these (a reset without a snapshot would lose every unchanged row).
+SNAPSHOT_ON_RESET = frozenset({"initial", "always", "initial_only", "when_needed"})
+_ACTION_HELP = {
+    "capture": "capture: the normal run.",
+    "resnapshot": "resnapshot: re-read `tables` (incremental snapshot; empty = all), then capture.",
+    "reset_offsets": "reset_offsets: forget the stored position so a new snapshot comes, then capture.",
+    "restart_connector": "restart_connector: restart the failed connector tasks, then capture.",
+    "drop_slot": "drop_slot: drop the replication slot and publication and forget the position (decommission; "
+    "pause the DAG first, a later capture starts with a new snapshot).",
+}
 
 
 class SourceSpec(StrictModel):
@@ -76,6 +88,10 @@ class ConnectSpec(StrictModel):
     conn_id: ConnId = Field(default="kafka_connect_default", description="HTTP connection of the Connect REST API.")
     sink_dir: str = Field(min_length=1, description="Folder where the sink connector writes change files.")
     max_restarts: int = Field(default=2, ge=0, le=20, description="Restarts of failed tasks before failing.")
+    deferrable: bool | None = Field(
+        default=None,
+        description="connector_running waits in the triggerer; null = Airflow's [operators] default_deferrable.",
+    )
 
 
 class SnowflakeTargetSpec(StrictModel):
@@ -92,16 +108,7 @@ class CdcIngestionSpec(DagSpec):
     max_active_runs_limit: ClassVar[int] = 1
     max_active_runs_reason: ClassVar[str] = "two captures of one source must never overlap"
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {
-        "action": ParamDeclaration(
-            "capture",
-            "string",
-            "capture: the normal run. resnapshot: re-read `tables` (incremental snapshot), then capture. "
-            "reset_offsets: forget the stored position (new snapshot), then capture. "
-            "restart_connector: restart failed connector tasks (connect mode), then capture. "
-            "drop_slot: drop the replication slot and publication and forget the position (decommission; "
-            "pause the DAG first, a later capture starts with a new snapshot).",
-            enum=CDC_ACTIONS,
-        ),
+        "action": ParamDeclaration("capture", "string", " ".join(_ACTION_HELP.values()), enum=CDC_ACTIONS, required=True),
         "tables": ParamDeclaration([], "array", "Tables (schema.table) to re-snapshot; empty = all captured tables."),
     }
 
@@ -111,9 +118,11 @@ class CdcIngestionSpec(DagSpec):
     tables: tuple[CdcTableSpec, ...] = Field(min_length=1, description="Captured tables.")
     capture: CaptureSpec = Field(default_factory=CaptureSpec)
     connect: ConnectSpec | None = Field(default=None, description="Required with mode: connect.")
-    spark_conn_id: ConnId = Field(default="spark_local", description="Spark connection for the lake mirror job.")
+    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the lake mirror job runs on Spark.")
     max_rows_per_batch: int | None = Field(default=None, ge=1, description="Fail a batch larger than this.")
     snowflake: SnowflakeTargetSpec | None = Field(default=None, description="Also MERGE each batch into Snowflake.")
+
+    _moved_spark_conn_id = model_validator(mode="before")(moved_spark_conn_id)
 
     @model_validator(mode="after")
     def _mode_settings(self) -> CdcIngestionSpec:
@@ -132,7 +141,39 @@ class CdcIngestionSpec(DagSpec):
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise RuleViolation(("tables", index, "name"), f"table {name!r} is listed twice")
+        action = self.params.get("action")
+        if action is not None and action not in self.actions:
+            raise RuleViolation(
+                ("params", "action"), f"{action!r} is not available here; this spec offers {', '.join(self.actions)}"
+            )
         return self
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """Return the UI actions this spec's DAG can carry out, in form order.
+
+        ``restart_connector`` needs Kafka Connect; ``resnapshot`` a signal table;
+        ``reset_offsets`` a snapshot mode that snapshots again once the offsets are gone.
+        """
+        offered = []
+        for action in CDC_ACTIONS:
+            if action == "restart_connector" and self.mode != "connect":
+                continue
+            if action == "resnapshot" and self.capture.signal_table is None:
+                continue
+            if action == "reset_offsets" and self.capture.snapshot_mode not in SNAPSHOT_ON_RESET:
+                continue
+            offered.append(action)
+        return tuple(offered)
+
+    def param_declarations(self) -> dict[str, ParamDeclaration]:
+        """Return the form with only the actions this spec can carry out."""
+        from dataclasses import replace
+
+        declared = dict(self.declared_params)
+        help_text = " ".join(_ACTION_HELP[a] for a in self.actions)
+        declared["action"] = replace(declared["action"], description=help_text, enum=self.actions)
+        return declared
 
     def produced_assets(self) -> list[str]:
         """Return the Assets this spec's DAG emits (one lake mirror per table)."""

@@ -10,6 +10,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from dagfoundry.assets import feature_view_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.spark import SparkSpec, moved_spark_conn_id
 from dagfoundry.specs.types import ConnId, Identifier
 
 if TYPE_CHECKING:
@@ -104,8 +105,12 @@ class FeatureBackfillSpec(DagSpec):
     """Compute daily features point-in-time correct, backfillable, and serve the latest online."""
 
     declared_params: ClassVar[dict[str, ParamDeclaration]] = {
-        "start": ParamDeclaration(None, "string", "First feature date (YYYY-MM-DD) of a chunked backfill; empty = normal run."),
-        "end": ParamDeclaration(None, "string", "Last feature date (YYYY-MM-DD, included) of a chunked backfill."),
+        "start": ParamDeclaration(
+            None, "string", "First feature date of a chunked backfill; empty = a normal run.", format="date"
+        ),
+        "end": ParamDeclaration(
+            None, "string", "Last feature date of a chunked backfill (included; on or after start).", format="date"
+        ),
         "chunk_days": ParamDeclaration(90, "integer", "Feature dates computed by one Spark job in a chunked backfill."),
     }
 
@@ -118,7 +123,9 @@ class FeatureBackfillSpec(DagSpec):
     )
     ttl_days: int = Field(default=30, ge=1, le=3660, description="Entities active within this many days; online TTL.")
     online: OnlineSpec = Field(default_factory=OnlineSpec)
-    spark_conn_id: ConnId = Field(default="spark_local")
+    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the feature job runs on Spark.")
+
+    _moved_spark_conn_id = model_validator(mode="before")(moved_spark_conn_id)
 
     @model_validator(mode="after")
     def _definition_is_valid(self) -> FeatureBackfillSpec:
@@ -128,7 +135,25 @@ class FeatureBackfillSpec(DagSpec):
             raise RuleViolation(("timezone",), "feature dates are UTC days: a feature view's schedule runs in UTC")
         self._check_sources()
         self._check_features()
+        self._check_backfill_params()
         return self
+
+    def _check_backfill_params(self) -> None:
+        import datetime as dt
+
+        dates = {}
+        for key in ("start", "end"):
+            value = self.params.get(key)
+            if value is None:
+                continue
+            try:
+                dates[key] = dt.date.fromisoformat(value)
+            except ValueError:
+                raise RuleViolation(("params", key), f"{value!r} is not a date: write YYYY-MM-DD") from None
+        if len(dates) == 1:
+            raise RuleViolation(("params", next(iter(dates))), "give both start and end, or neither")
+        if dates and dates["end"] < dates["start"]:
+            raise RuleViolation(("params", "end"), f"{self.params['end']} is before start {self.params['start']}")
 
     def _check_sources(self) -> None:
         names = [s.name for s in self.sources]

@@ -44,7 +44,7 @@ def spec_json_schema(kind: str, model: type[DagSpec]) -> dict[str, Any]:
         "type": "object",
         "description": properties["params"].get("description", ""),
         "additionalProperties": False,
-        "properties": {name: _param_schema(declared) for name, declared in sorted(model.declared_params.items())},
+        "properties": {name: _param_schema(declared) for name, declared in model.declared_params.items()},
     }
     return schema
 
@@ -53,6 +53,8 @@ def _param_schema(declared: Any) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": [declared.type, "null"], "description": declared.description}
     if declared.enum:
         schema["enum"] = list(declared.enum)
+    if declared.format:
+        schema["format"] = declared.format
     if declared.default is not None:
         schema["default"] = declared.default
     return schema

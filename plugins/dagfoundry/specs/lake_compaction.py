@@ -6,11 +6,12 @@ import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from dagfoundry.assets import compaction_asset_name
-from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
-from dagfoundry.specs.types import ByteSize, ConnId, Duration, Identifier
+from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation
+from dagfoundry.specs.spark import SparkSpec
+from dagfoundry.specs.types import ByteSize, Duration, Identifier
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from dagfoundry.compaction import CompactionSettings
 
 _TABLE_PATTERN = re.compile(r"^[A-Za-z0-9_./=\-*]+$")
-_SPARK_MEMORY = re.compile(r"^[1-9][0-9]*[kmgt]?$")
 
 #: Codecs each format's writer accepts.
 _COMPRESSIONS = {
@@ -38,43 +38,19 @@ def _table_pattern(value: str) -> str:
     return value
 
 
-def _spark_memory(value: str) -> str:
-    if not _SPARK_MEMORY.match(value):
-        raise ValueError(f"{value!r} is not a Spark memory size: use a number with k, m, g or t, e.g. '512m', '2g'")
-    return value
-
-
 #: A table folder relative to the lake root (``events/orders``) or a glob (``mirror/shop/*``).
 TablePattern = Annotated[str, AfterValidator(_table_pattern), WithJsonSchema({"type": "string", "pattern": _TABLE_PATTERN.pattern})]
-#: A JVM memory size as Spark takes it (``512m``, ``2g``).
-SparkMemory = Annotated[str, AfterValidator(_spark_memory), WithJsonSchema({"type": "string", "pattern": _SPARK_MEMORY.pattern})]
 
 
-class CompactionSparkSpec(StrictModel):
+class CompactionSparkSpec(SparkSpec):
     """How the rewrite runs on Spark (one application per batch of partitions)."""
 
-    conn_id: ConnId = Field(default="spark_local", description="Airflow Spark connection (master, deploy mode).")
-    conf: dict[str, str] = Field(
-        default_factory=dict, description="Spark settings (spark.*) on top of the project defaults."
-    )
-    driver_memory: SparkMemory = Field(default="1g", description="Driver memory of each application, e.g. '2g'.")
-    executor_memory: SparkMemory | None = Field(
-        default=None, description="Executor memory on a cluster; null keeps the connection's default."
-    )
     max_partitions_per_batch: int = Field(
         default=32, ge=1, le=10_000, description="Partitions rewritten by one Spark application (one mapped task)."
     )
     max_bytes_per_batch: ByteSize | None = Field(
         default=None, description="Input bytes per Spark application, e.g. '16GB'; null = the engine's 16GB."
     )
-
-    @field_validator("conf")
-    @classmethod
-    def _spark_keys(cls, conf: dict[str, str]) -> dict[str, str]:
-        for key in conf:
-            if not key.startswith("spark."):
-                raise ValueError(f"{key!r} is not a Spark setting: keys start with 'spark.'")
-        return conf
 
 
 class LakeCompactionSpec(DagSpec):

@@ -54,7 +54,7 @@ def connect(monkeypatch: pytest.MonkeyPatch):
 def operator(schema: str, connector: str = NAME, tables=("public.orders",)) -> DebeziumResnapshotOperator:
     return DebeziumResnapshotOperator(
         task_id="resnapshot", connector_name=connector, kafka_connect_conn_id="kafka_connect_test",
-        source_conn_id="shop_db", signal_table=f"{schema}.debezium_signal", tables=list(tables),
+        source_conn_id="shop_db", signal_table=f"{schema}.debezium_signal", tables=None if tables is None else list(tables),
         captured_tables=["public.orders", "public.customers"], backoff_seconds=0.01,
     )
 
@@ -79,3 +79,23 @@ def test_unknown_connector_fails_before_any_signal(connect, postgres_schema):
     with conn.cursor() as cur:
         cur.execute(f'SELECT count(*) FROM "{schema}".debezium_signal')
         assert cur.fetchone()[0] == 0
+
+
+def test_tables_come_from_the_run_params_and_empty_means_all_captured(connect, postgres_schema):
+    conn, schema = postgres_schema
+    context = {"ti": SimpleNamespace(dag_id="cdc_shop", run_id="manual__2", task_id="resnapshot"), "params": {"tables": []}}
+    result = operator(schema, tables=None).execute(context)
+    assert result["tables"] == ["public.orders", "public.customers"]
+    with conn.cursor() as cur:
+        cur.execute(f'SELECT data FROM "{schema}".debezium_signal')
+        (data,) = cur.fetchone()
+    assert json.loads(data)["data-collections"] == ["public.orders", "public.customers"]
+
+
+def test_a_table_not_captured_fails_at_once(connect, postgres_schema):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    _, schema = postgres_schema
+    context = {"params": {"tables": ["public.invoices"]}}
+    with pytest.raises(AirflowFailException, match="public.invoices"):
+        operator(schema, tables=None).execute(context)

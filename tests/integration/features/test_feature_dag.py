@@ -91,3 +91,6 @@ def test_chunked_backfill_and_daily_run_agree_and_online_keeps_the_newest(airflo
     assert partition_bytes(lake, day) == chunked[day], "daily and chunked runs must give identical partitions"
     after = get_online_features("shop_features_e2e", keys, store=store, now=served_at)
     assert after == before, "a daily run of an older date must not overwrite newer online values"
+    online = daily.get_task_instance("materialize_online").xcom_pull(task_ids="materialize_online")["online"]
+    assert online["written"] == 0 and "holds 2025-03-10" in online["skipped"], "the older day's run left the store alone"
+    assert store.materialized_date("shop_features_e2e") == "2025-03-10"

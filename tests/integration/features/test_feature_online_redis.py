@@ -112,3 +112,26 @@ def test_a_same_date_rewrite_replaces_the_value(tmp_path, prefix):
     corrected = [({"user_id": 0, "region": "eu"}, {"clicks_7d": 100, "spend_7d": 1.0})]
     assert store.write("users", days_ago(1), 30, corrected) == 1
     assert get_online_features("users", [{"user_id": 0, "region": "eu"}], store=store)[0]["clicks_7d"] == 100
+
+
+def test_redis_holds_the_materialized_date_and_older_runs_write_nothing(tmp_path, prefix):
+    import redis
+
+    from dagfoundry.features.materialize import materialize_newest
+
+    defn = view(prefix)
+    store = RedisOnlineStore(REDIS_URL, key_prefix=prefix)
+    newest, older = days_ago(1), days_ago(3)
+    write_partition(tmp_path, older, [(1, "eu", 3, 10.5)])
+    write_partition(tmp_path, newest, [(1, "eu", 9, 99.0), (2, "us", 8, 1.5)])
+    assert materialize_newest(defn, tmp_path, [newest], store)["written"] == 2
+    client = redis.Redis.from_url(REDIS_URL)
+    assert client.get(store.view_key("users")) == newest.encode()
+
+    # Delete a served value: if the backfill run wrote the newest partition again, it would come back.
+    client.delete(store.key("users", encode_entity({"user_id": 2, "region": "us"})))
+    result = materialize_newest(defn, tmp_path, [older], store)
+    assert result["skipped"] and result["written"] == 0
+    assert get_online_features("users", [{"user_id": 2, "region": "us"}], store=store) == [None]
+    store.mark_materialized("users", older)
+    assert store.materialized_date("users") == newest

@@ -181,7 +181,9 @@ def test_reset_offsets_stops_deletes_and_resumes(hook, connect):
         task_id="reset", connector_name=NAME, kafka_connect_conn_id="kafka_connect_test", poll_interval=0.01
     ).execute({})
     assert "reset successfully" in message
-    assert hook.get_offsets(NAME) == []
+    assert connect.calls("DELETE", f"/connectors/{NAME}/offsets") == 1
+    assert connect.connectors[NAME].snapshots == 2, "resumed without offsets, the connector snapshots again"
+    assert hook.get_offsets(NAME)[0]["offset"]["snapshot"] == "last"
     assert hook.get_status(NAME)["connector"]["state"] == "RUNNING"
 
 

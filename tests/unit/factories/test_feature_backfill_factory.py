@@ -26,15 +26,20 @@ features:
 
 def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
     dag = build_dag(load(BASE))
-    assert dag.task_ids == ["plan_feature_dates", "compute_features", "materialize_online"]
+    assert dag.task_ids == [
+        "plan_feature_dates", "compute_features.prepare", "compute_features.spark", "compute_features.publish",
+        "materialize_online",
+    ]
+    assert set(dag.get_task("materialize_online").upstream_task_ids) == {"compute_features.publish"}
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    assert [a.name for a in dag.get_task("materialize_online").outlets] == ["features.user_features"]
+    assert [a.name for a in dag.get_task("materialize_online").outlets] == [f"{dag.dag_id}.published"]
+    assert "`features.user_features`" in dag.doc_md
     assert set(dag.params) == {"start", "end", "chunk_days"}
 
 
 def test_a_waiting_source_adds_a_sensor(load):
     dag = build_dag(load(BASE.replace("on_missing: skip", "on_missing: wait")))
-    assert dag.get_task("compute_features").upstream_task_ids == {"plan_feature_dates", "wait_for_sources"}
+    assert dag.get_task("compute_features.prepare").upstream_task_ids == {"plan_feature_dates", "wait_for_sources"}
 
 
 def test_runs_compute_the_right_feature_dates():
@@ -69,3 +74,35 @@ def test_spec_errors_point_at_the_key(load, replace, key, message):
         load(broken)
     (error,) = caught.value.errors
     assert error.key == key and message in error.message, error.render()
+
+
+def test_backfill_days_run_in_parallel(load):
+    dag = build_dag(load(BASE + "max_active_runs: 4\n"))
+    assert dag.max_active_runs == 4
+    assert all(t.max_active_tis_per_dag is None for t in dag.tasks if t.task_id.startswith("compute_features."))
+
+
+def test_the_readme_backfill_command_covers_the_days_it_states():
+    """README's `airflow backfill create` over the example spec makes one run per stated feature date."""
+    import datetime as dt
+    import re
+    from pathlib import Path
+
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from dagfoundry.specs.loading import SpecLoader
+
+    root = Path(__file__).resolve().parents[3]
+    readme = (root / "README.md").read_text()
+    stated = re.search(r"The feature dates (\d{4}-\d\d-\d\d) to (\d{4}-\d\d-\d\d):", readme)
+    command = re.search(r"airflow backfill create --dag-id (\w+) --from-date (\S+) --to-date (\S+)", readme)
+    assert stated and command, "README states a range and shows the command"
+    configs = root / "dag_configs"
+    loaded = SpecLoader(configs, environ={}).load_file(configs / "features" / "customer_order_features.yaml")
+    assert loaded.spec.name == command.group(1)
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(build_dag(loaded)))
+    bounds = [dt.datetime.fromisoformat(d).replace(tzinfo=dt.UTC) for d in command.group(2, 3)]
+    runs = list(serialized.iter_dagrun_infos_between(*bounds))
+    feature_dates = [r.data_interval.start.date() for r in runs]
+    first, last = (dt.date.fromisoformat(d) for d in stated.groups())
+    assert feature_dates == [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]

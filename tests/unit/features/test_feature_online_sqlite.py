@@ -97,3 +97,40 @@ def test_materialize_uses_the_views_target_by_default(lake, tmp_path):
 def test_a_view_without_partitions_says_to_compute_first(tmp_path):
     with pytest.raises(NoOfflinePartitionError, match="run the feature computation first"):
         materialize_latest(VIEW, tmp_path, SqliteOnlineStore(tmp_path / "online.db"))
+
+
+class CountingStore(SqliteOnlineStore):
+    """The SQLite store, counting the rows each write offers (to see that a run left it alone)."""
+
+    offered = 0
+
+    def write(self, view, feature_date, ttl_days, rows):
+        rows = list(rows)
+        self.offered += len(rows)
+        return super().write(view, feature_date, ttl_days, rows)
+
+
+def test_backfill_runs_leave_the_online_store_alone(lake, tmp_path):
+    from dagfoundry.features.materialize import materialize_newest
+
+    store = CountingStore(tmp_path / "online.db")
+    assert materialize_newest(VIEW, lake, ["2024-05-10"], store)["written"] == 2
+    assert store.materialized_date("users") == "2024-05-10"
+    offered = store.offered
+    for backfilled in (["2024-05-08"], []):  # an older day's run, a run that published nothing
+        result = materialize_newest(VIEW, lake, backfilled, store)
+        assert result["skipped"] and result["feature_date"] == "2024-05-10"
+    assert store.offered == offered, "no row was written again"
+    assert materialize_newest(VIEW, lake, ["2024-05-10"], store)["written"] == 2, "a re-run of the held date rewrites it"
+
+
+def test_a_newer_partition_is_materialized_and_recorded(lake, tmp_path):
+    from dagfoundry.features.materialize import materialize_newest
+
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    materialize_newest(VIEW, lake, ["2024-05-10"], store)
+    write_partition(lake, "2024-05-11", [(1, 9, "home")])
+    result = materialize_newest(VIEW, lake, ["2024-05-11"], store)
+    assert (result["feature_date"], result["written"]) == ("2024-05-11", 1)
+    store.mark_materialized("users", "2024-05-09")
+    assert store.materialized_date("users") == "2024-05-11", "an older mark never replaces a newer one"
