@@ -94,8 +94,10 @@ def params_of(spec: DagSpec) -> dict[str, Param]:
     # Declaration order is the form's order (start before end), not the alphabet.
     for name, declared in declarations.items():
         default = spec.params.get(name, declared.default)
-        # The UI marks a field required unless its type admits null.
-        types: Any = declared.type if declared.required and default is not None else [declared.type, "null"]
+        # The UI marks a field required unless its type admits null; a switch with a default
+        # (a checkbox) is never empty, so it stays a plain boolean.
+        plain = default is not None and (declared.required or declared.type == "boolean")
+        types: Any = declared.type if plain else [declared.type, "null"]
         extra: dict[str, Any] = {"enum": list(declared.enum)} if declared.enum else {}
         if declared.format:
             extra["format"] = declared.format
