@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from churn_lake import EVENT_DAYS, FIRST_EVENT_DAY, ROOT, variant
+from churn_lake import EVENT_DAYS, FAILING_VARIANTS, FIRST_EVENT_DAY, ROOT, variant
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +38,8 @@ def churn_lake(tmp_path_factory):
     (configs / "churn_on_drift.yaml").write_text(
         variant("churn_on_drift", "shop_churn", {"retrain_when: always ": "retrain_when: drift  "})
     )
+    for name, replacements in FAILING_VARIANTS.items():
+        (configs / f"{name}.yaml").write_text(variant(name, name, replacements))
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("DAGFOUNDRY_LAKE_ROOT", str(lake))
     monkeypatch.setenv("DAGFOUNDRY_CONFIG_DIR", str(configs))
