@@ -47,6 +47,8 @@ def _join_in_duckdb(
 ) -> pa.Table:
     """Return ``labels`` (which carry a row-number column) plus ``feature_date`` and the features, in row order.
 
+    ``feature_date`` is a date (null when no partition was complete in time).
+
     An ASOF join picks each row's feature date (latest availability at or before its bound);
     a hash join on keys and date picks the entity's row. DuckDB bounds the memory.
     """
@@ -56,35 +58,34 @@ def _join_in_duckdb(
     files = [str(offline_dir / f"feature_date={d}" / PART_FILE) for d in dates]
     selected = ", ".join(f"f.{_quoted(c)}" for c in feature_names)
     on_keys = " AND ".join(f"f.{_quoted(k)} = p.{_quoted(k)}" for k in keys)
+    bound = f"CAST({_quoted(time_column)} AS TIMESTAMPTZ)" + (f" - INTERVAL ({int(lag_days)}) DAY" if lag_days else "")
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.register("labels", labels)
         con.execute(
-            "CREATE TEMP TABLE available AS SELECT d AS feature_date,"
+            "CREATE TEMP TABLE available AS SELECT CAST(d AS DATE) AS _date,"
             " CAST(CAST(d AS DATE) + INTERVAL 1 DAY AS TIMESTAMPTZ) AS _available_at FROM unnest(?::VARCHAR[]) t(d)",
             [dates],
         )
         if files:
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            # The date comes from the Hive-style path as a DATE: joining on it is cheaper than on text.
             con.execute(
-                "CREATE TEMP VIEW features AS SELECT *, regexp_extract(filename, 'feature_date=([0-9-]+)', 1)"
-                f" AS _feature_date FROM read_parquet([{listed}], filename = true, union_by_name = true)"
+                "CREATE TEMP VIEW features AS SELECT * RENAME (feature_date AS _date) FROM read_parquet("
+                f"[{listed}], hive_partitioning = true, hive_types = {{'feature_date': DATE}}, union_by_name = true)"
             )
         else:
             nulls = ", ".join(f"NULL AS {_quoted(c)}" for c in [*keys, *feature_names])
-            con.execute(f"CREATE TEMP VIEW features AS SELECT {nulls}, NULL::VARCHAR AS _feature_date WHERE false")
+            con.execute(f"CREATE TEMP VIEW features AS SELECT {nulls}, NULL::DATE AS _date WHERE false")
         # con.sql (a relation) hands DuckDB's result to Arrow without the extra copy of execute().
         return con.sql(
             f"""
-            WITH probe AS (
-                SELECT *, CAST({_quoted(time_column)} AS TIMESTAMPTZ) - INTERVAL ({int(lag_days)}) DAY AS {_BOUND}
-                FROM labels
-            ), chosen AS (
-                SELECT p.*, a.feature_date FROM probe p
+            WITH probe AS (SELECT *, {bound} AS {_BOUND} FROM labels), chosen AS (
+                SELECT p.*, a._date FROM probe p
                 ASOF LEFT JOIN available a ON p.{_BOUND} >= a._available_at
             )
-            SELECT p.* EXCLUDE ({_BOUND}), {selected} FROM chosen p
-            LEFT JOIN features f ON {on_keys} AND f._feature_date = p.feature_date
+            SELECT p.* EXCLUDE ({_BOUND}, _date), p._date AS feature_date, {selected}
+            FROM chosen p LEFT JOIN features f ON {on_keys} AND f._date = p._date
             ORDER BY p.{_ROW}
             """
         ).to_arrow_table()
@@ -125,7 +126,8 @@ def build_training_set(
     probe = pa.table({_ROW: pa.array(range(len(labels)), pa.int64()), label_time_column: pa.array(times),
                       **{k: pa.array(labels[k].to_numpy()) for k in keys}})
     found = _join_in_duckdb(probe, label_time_column, lag_days, Path(offline_dir), keys, feature_names)
-    added = found.select(["feature_date", *feature_names]).to_pandas()
+    added = found.select(["feature_date", *feature_names])
+    added = added.set_column(0, "feature_date", added.column("feature_date").cast(pa.string())).to_pandas()
     joined = pd.concat([labels.reset_index(drop=True), added], axis=1)
     joined.index = labels.index
     return joined
@@ -146,7 +148,8 @@ def join_point_in_time(
     For callers that know a view by name and columns only (a retraining spec, the benchmark).
     The labels are scanned in place and the result is built by DuckDB in Arrow: no pandas copy.
 
-    :return: the labels' columns, then ``feature_date`` and the features, in the labels' order
+    :return: the labels' columns, then ``feature_date`` (a date, null when no partition was
+        complete in time) and the features, in the labels' order
     :raises TrainingSetError: as :func:`build_training_set`
     """
     import pyarrow as pa

@@ -124,7 +124,7 @@ def build_training_set(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetim
             )
         except (TrainingSetError, duckdb.Error, KeyError, ValueError) as exc:
             raise TrainingDataError(f"feature view {ref.view!r}: {exc}") from None
-        used_dates.update(d for d in pc.unique(frame.column("feature_date")).to_pylist() if d is not None)
+        used_dates.update(d.isoformat() for d in pc.unique(frame.column("feature_date")).to_pylist() if d is not None)
         frame = frame.drop_columns(["feature_date"])
     frame = frame.select([*source.entity_keys, source.label_time, *spec.feature_columns, source.label_column])
     holdout_start = end - dt.timedelta(days=spec.split.holdout_days)
