@@ -170,7 +170,7 @@ def test_drift_against_the_champion_fires_on_a_shifted_set_only(champion, churn_
     assert calm["champion"] == str(champion.version)
     assert (calm["drifted"], calm["train"]) == ([], False)
 
-    train.assign(amount_sum_7d=train["amount_sum_7d"] * 1.5).to_parquet(tmp_path / "train.parquet", index=False)
+    train.assign(amount_sum_7d=train["amount_sum_7d"] * 3 + 50).to_parquet(tmp_path / "train.parquet", index=False)
     shifted = drift_step(churn_spec, tmp_path, location, "drift")
     assert (shifted["drifted"], shifted["beyond_hard_bound"], shifted["train"]) == (["amount_sum_7d"], [], True)
 
