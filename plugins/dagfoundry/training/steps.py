@@ -54,19 +54,28 @@ def code_version() -> str:
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 def build_step(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetime, folder: Path) -> dict[str, Any]:
-    """Build the training set and write ``train.parquet``, ``holdout.parquet`` and ``build.json``."""
+    """Build the training set and write ``train.parquet``, ``holdout.parquet`` and ``build.json``.
+
+    The sets go from Arrow to Parquet directly. Their digests are of the pandas frames the
+    trainer and MLflow will read from those files (one set converted at a time, then freed).
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
     from dagfoundry.models.datasets import frame_digest
     from dagfoundry.training.training_data import build_training_set
 
     built = build_training_set(spec, lake_root, cutoff)
-    built.train.to_parquet(folder / "train.parquet", index=False)
-    built.holdout.to_parquet(folder / "holdout.parquet", index=False)
+    digests = {}
+    for name, table in (("train", built.train), ("holdout", built.holdout)):
+        pq.write_table(table, folder / f"{name}.parquet")
+        digests[name] = frame_digest(pd.read_parquet(folder / f"{name}.parquet"))
     summary = {
         "cutoff": cutoff.isoformat(),
-        "train_rows": len(built.train),
-        "holdout_rows": len(built.holdout),
-        "training_digest": frame_digest(built.train),
-        "holdout_digest": frame_digest(built.holdout),
+        "train_rows": built.train.num_rows,
+        "holdout_rows": built.holdout.num_rows,
+        "training_digest": digests["train"],
+        "holdout_digest": digests["holdout"],
         "feature_dates": built.feature_dates,
         "label_source_version": built.label_source_version,
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from include.demo.order_events import TABLE, write_order_events
+from tests.integration.dag_runs import asset_event_count, last_asset_event_extra, load_dag, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -70,15 +71,6 @@ def age_files(directory: Path, *, hours: float) -> None:
         os.utime(path, (when, when))
 
 
-def load_dag(dag_id: str = DAG_ID):
-    """Load the DAG the way Airflow does: parse dags/ with the config folder in the environment."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[3] / "dags"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.dags[dag_id]
-
-
 def data_files(partition: Path) -> list[str]:
     return sorted(n for n in os.listdir(partition) if not n.startswith(("_", ".")))
 
@@ -107,39 +99,6 @@ def lake_listing(lake: Path) -> dict[str, tuple[int, float]]:
     return {str(p.relative_to(lake)): (p.stat().st_size, p.stat().st_mtime) for p in lake.rglob("*")}
 
 
-def task_states(run) -> dict[str, str | None]:
-    return {ti.task_id: ti.state for ti in run.get_task_instances()}
-
-
-def asset_event_count(asset_name: str) -> int:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    with create_session() as session:
-        return session.scalar(
-            select(func.count(AssetEvent.id))
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == asset_name)
-        )
-
-
-def last_asset_event_extra(asset_name: str) -> dict:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        event = session.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == asset_name)
-            .order_by(AssetEvent.id.desc())
-            .limit(1)
-        ).one()
-        return dict(event.extra)
-
-
 @pytest.fixture(scope="module")
 def compacted(airflow_db, lake_env):
     """Run the DAG once on three closed days of 40 small files each; keep what the tests compare."""
@@ -148,7 +107,7 @@ def compacted(airflow_db, lake_env):
     table = lake_env / TABLE
     before = {day: rows_of(table / f"event_date={day}") for day in DAYS}
     types_before = column_types(table / f"event_date={DAYS[0]}")
-    dag = load_dag()
+    dag = load_dag(DAG_ID)
     run = dag.test()
     assert run.state == DagRunState.SUCCESS, task_states(run)
     return dag, run, before, types_before

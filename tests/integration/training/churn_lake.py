@@ -13,6 +13,12 @@ EVENT_DAYS = 151  # 2025-01-01 .. 2025-05-31
 #: A weekly run whose data interval ends Monday 2025-05-12 04:00: its labels end at 2025-05-12 00:00.
 LOGICAL_DATE = dt.datetime(2025, 5, 12, 4, tzinfo=dt.UTC)
 CUTOFF = dt.datetime(2025, 5, 12, tzinfo=dt.UTC)
+#: Specs (each its own registered model) that must fail, by name: the example with lines replaced.
+FAILING_VARIANTS = {
+    "churn_bad_trainer": {"entrypoint: include.models.churn:train": "entrypoint: include.models.no_such_module:train"},
+    "churn_trainer_raises": {"params: {n_estimators: 100,": "params: {n_estimators: -1,"},
+    "churn_bad_labels": {"label_column: churned": "label_column: cancelled"},
+}
 
 
 def variant(name: str, model: str, replacements: dict[str, str]) -> str:

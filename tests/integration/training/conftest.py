@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from churn_lake import EVENT_DAYS, FIRST_EVENT_DAY, ROOT, variant
+from churn_lake import EVENT_DAYS, FAILING_VARIANTS, FIRST_EVENT_DAY, ROOT, variant
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +40,8 @@ def churn_lake(tmp_path_factory):
     )
     promotion = ROOT / "dag_configs" / "models" / "shop_churn_promotion.yaml"
     (configs / "shop_churn_promotion.yaml").write_text(promotion.read_text() + "retries: 0\n")
+    for name, replacements in FAILING_VARIANTS.items():
+        (configs / f"{name}.yaml").write_text(variant(name, name, replacements))
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("DAGFOUNDRY_LAKE_ROOT", str(lake))
     monkeypatch.setenv("DAGFOUNDRY_CONFIG_DIR", str(configs))

@@ -9,35 +9,9 @@ from pathlib import Path
 import pytest
 from churn_lake import LOGICAL_DATE
 
+from tests.integration.dag_runs import last_asset_event_extra, load_dag, task_states
+
 pytestmark = pytest.mark.integration
-
-
-def load_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[3] / "dags"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.dags[dag_id]
-
-
-def task_states(run) -> dict[str, str | None]:
-    return {ti.task_id: ti.state for ti in run.get_task_instances()}
-
-
-def last_asset_event_extra(asset_name: str) -> dict:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        event = session.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == asset_name)
-            .order_by(AssetEvent.id.desc())
-            .limit(1)
-        ).one()
-        return dict(event.extra)
 
 
 def mlflow_client(lake: Path):
@@ -124,25 +98,65 @@ def test_promotion_example_makes_the_first_challenger_champion(first_run, churn_
     assert last_asset_event_extra("models.shop_churn.champion")["version"] == str(challenger.version)
 
 
+def failed_run(dag_id: str, capfd) -> tuple[dict[str, str | None], str]:
+    """Run a DAG that must fail; return its task states and everything its tasks logged."""
+    from airflow.sdk import DagRunState
+
+    run = load_dag(dag_id).test(logical_date=LOGICAL_DATE)
+    logged = capfd.readouterr()
+    assert run.state == DagRunState.FAILED, task_states(run)
+    return task_states(run), logged.out + logged.err
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "failed_task", "message"),
+    [
+        pytest.param("churn_bad_trainer", "train",
+                     "trainer 'include.models.no_such_module:train': cannot import module 'include.models.no_such_module'",
+                     id="bad-trainer-entrypoint"),
+        pytest.param("churn_trainer_raises", "train",
+                     "trainer 'include.models.churn:train' raised InvalidParameterError",
+                     id="trainer-raises"),
+        pytest.param("churn_bad_labels", "build_training_set",
+                     "label source labels/churn lacks column(s) ['cancelled']",
+                     id="label-source-missing-columns"),
+    ],
+)
+def test_failing_run_stops_at_the_faulty_task_names_the_problem_and_registers_nothing(
+    airflow_db, churn_lake, capfd, dag_id, failed_task, message
+):
+    states, logged = failed_run(dag_id, capfd)
+    order = ["build_training_set", "validate_training_set", "check_drift", "train", "register_model"]
+    assert states[failed_task] == "failed"
+    assert all(states[t] == "success" for t in order[: order.index(failed_task)]), states
+    assert all(states[t] == "upstream_failed" for t in order[order.index(failed_task) + 1:]), states
+    assert message in logged
+    assert versions_of(churn_lake, dag_id) == []
+
+
 def test_failing_data_check_registers_nothing_and_names_the_expectation(airflow_db, churn_lake, capfd):
-    run = load_dag("churn_gx_fail").test(logical_date=LOGICAL_DATE)
-    states = task_states(run)
-    assert states["validate_training_set"] == "failed"
-    assert states["train"] != "success" and states["register_model"] != "success"
+    states, logged = failed_run("churn_gx_fail", capfd)
+    assert states["build_training_set"] == "success" and states["validate_training_set"] == "failed"
+    assert states["train"] == "upstream_failed" and states["register_model"] == "upstream_failed"
     assert versions_of(churn_lake, "churn_gx_fail") == []
     folder = next((churn_lake / "_training" / "churn_gx_fail").iterdir())
     report = json.loads((folder / "validation.json").read_text())
     assert [f["expectation"] for f in report["failed"]] == ["expect_column_values_to_be_between"]
-    logged = capfd.readouterr()
-    assert "expect_column_values_to_be_between(column='orders_7d', max_value=2.0" in logged.out + logged.err
+    assert "expect_column_values_to_be_between(column='orders_7d', max_value=2.0" in logged
 
 
-def test_drift_policy_skips_training_when_nothing_drifted(first_run, churn_lake):
+@pytest.fixture(scope="module")
+def champion(first_run, churn_lake):
+    """Make the first run's version the champion of ``shop_churn`` (what model_promotion would do)."""
     from dagfoundry.models import registry_tags as tags
 
     client = mlflow_client(churn_lake)
-    champion = client.get_model_version_by_alias("shop_churn", tags.CHALLENGER)
-    client.set_registered_model_alias("shop_churn", tags.CHAMPION, champion.version)
+    version = client.get_model_version_by_alias("shop_churn", tags.CHALLENGER)
+    client.set_registered_model_alias("shop_churn", tags.CHAMPION, version.version)
+    return version
+
+
+def test_drift_policy_skips_training_when_nothing_drifted(champion, churn_lake):
     before = len(versions_of(churn_lake, "shop_churn"))
     run = load_dag("churn_on_drift").test(logical_date=LOGICAL_DATE)
     states = task_states(run)
@@ -151,3 +165,28 @@ def test_drift_policy_skips_training_when_nothing_drifted(first_run, churn_lake)
     assert len(versions_of(churn_lake, "shop_churn")) == before
     drift = json.loads(next((churn_lake / "_training" / "churn_on_drift").iterdir()).joinpath("drift.json").read_text())
     assert drift["champion"] == str(champion.version) and drift["drifted"] == []
+
+
+def test_drift_against_the_champion_fires_on_a_shifted_set_only(champion, churn_lake, churn_spec, tmp_path):
+    import pandas as pd
+
+    from dagfoundry.errors import TrainingDataError
+    from dagfoundry.models.tracking import local_default
+    from dagfoundry.training.steps import drift_step
+
+    first = next((churn_lake / "_training" / "shop_churn_retraining").iterdir())
+    train = pd.read_parquet(first / "train.parquet")
+    location = local_default(churn_lake)
+
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    calm = drift_step(churn_spec, tmp_path, location, "drift")
+    assert calm["champion"] == str(champion.version)
+    assert (calm["drifted"], calm["train"]) == ([], False)
+
+    train.assign(amount_sum_7d=train["amount_sum_7d"] * 3 + 50).to_parquet(tmp_path / "train.parquet", index=False)
+    shifted = drift_step(churn_spec, tmp_path, location, "drift")
+    assert (shifted["drifted"], shifted["beyond_hard_bound"], shifted["train"]) == (["amount_sum_7d"], [], True)
+
+    train.assign(amount_sum_7d=train["amount_sum_7d"] + 10_000).to_parquet(tmp_path / "train.parquet", index=False)
+    with pytest.raises(TrainingDataError, match=r"feature\(s\) \['amount_sum_7d'\] drifted beyond psi_hard_bound 2.0"):
+        drift_step(churn_spec, tmp_path, location, "drift")

@@ -1,4 +1,4 @@
-"""Retraining steps on the shared lake: reproducibility, drift, leakage, and clear failures."""
+"""Retraining steps on the shared lake: reproducibility, drift, leakage (failures run through\nthe DAG: test_retraining_dag.py)."""
 
 from __future__ import annotations
 
@@ -57,35 +57,3 @@ def test_drift_fires_on_a_shifted_set_and_not_on_an_unshifted_one(built, churn_s
     report = compare(early, shifted, features, churn_spec.drift)
     assert report["drifted"] == ["amount_sum_7d"]
     assert report["features"]["amount_sum_7d"]["ks"] > churn_spec.drift.ks_threshold
-
-
-def test_bad_trainer_entrypoint_names_the_module(built, churn_spec):
-    from dagfoundry.errors import TrainerError
-    from dagfoundry.training.steps import train_step
-
-    folder, _, _ = built
-    broken = churn_spec.model_copy(update={"trainer": churn_spec.trainer.model_copy(
-        update={"entrypoint": "include.models.no_such_module:train"})})
-    with pytest.raises(TrainerError, match=r"trainer 'include.models.no_such_module:train': cannot import module"):
-        train_step(broken, folder, {})
-
-
-def test_trainer_that_raises_is_named_with_its_error(built, churn_spec):
-    from dagfoundry.errors import TrainerError
-    from dagfoundry.training.steps import train_step
-
-    folder, _, _ = built
-    raising = churn_spec.model_copy(update={"trainer": churn_spec.trainer.model_copy(
-        update={"params": {"n_estimators": -1}})})
-    with pytest.raises(TrainerError, match=r"trainer 'include.models.churn:train' raised InvalidParameterError"):
-        train_step(raising, folder, dict(raising.trainer.params))
-
-
-def test_label_source_with_missing_columns_is_named(churn_lake, churn_spec, tmp_path):
-    from dagfoundry.errors import TrainingDataError
-    from dagfoundry.training.steps import build_step
-
-    source = churn_spec.training.label_source.model_copy(update={"label_column": "cancelled"})
-    spec = churn_spec.model_copy(update={"training": churn_spec.training.model_copy(update={"label_source": source})})
-    with pytest.raises(TrainingDataError, match=r"label source labels/churn lacks column\(s\) \['cancelled'\]"):
-        build_step(spec, churn_lake, CUTOFF, tmp_path)
