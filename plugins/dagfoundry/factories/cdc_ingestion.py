@@ -119,15 +119,14 @@ def _choose_action(spec: CdcIngestionSpec) -> Any:
 
 
 def _action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict[str, Any]:
-    """Return the first task of each action the spec offers (besides capture)."""
+    """Return the first task of each action the spec offers (besides capture); no others are created."""
+    offered = set(spec.actions) - {"capture"}
     if spec.mode == "connect":
-        steps = _connect_action_tasks(spec, config)
-    else:
-        steps = _embedded_action_tasks(config)
-    return {action: steps[action] for action in spec.actions if action in steps}
+        return _connect_action_tasks(spec, config, offered)
+    return _embedded_action_tasks(config, offered)
 
 
-def _embedded_action_tasks(config: CaptureConfig) -> dict[str, Any]:
+def _embedded_action_tasks(config: CaptureConfig, offered: set[str]) -> dict[str, Any]:
     @task(task_id="request_resnapshot")
     def request_resnapshot(params: dict | None = None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
@@ -155,10 +154,11 @@ def _embedded_action_tasks(config: CaptureConfig) -> dict[str, Any]:
 
         return decommission_capture(config, str(lake_root()))
 
-    return {"resnapshot": request_resnapshot(), "reset_offsets": reset_offsets(), "drop_slot": drop_slot()}
+    builders: dict[str, Any] = {"resnapshot": request_resnapshot, "reset_offsets": reset_offsets, "drop_slot": drop_slot}
+    return {action: build() for action, build in builders.items() if action in offered}
 
 
-def _connect_action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict[str, Any]:
+def _connect_action_tasks(spec: CdcIngestionSpec, config: CaptureConfig, offered: set[str]) -> dict[str, Any]:
     from dagfoundry.operators.debezium_connect import (
         DebeziumConnectorResetOffsetsOperator,
         DebeziumConnectorRestartOperator,
@@ -169,12 +169,11 @@ def _connect_action_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> dict
     connect = spec.connect
     assert connect is not None
     common: dict[str, Any] = {"connector_name": config.engine_name, "kafka_connect_conn_id": connect.conn_id}
-    steps: dict[str, Any] = {
-        "restart_connector": DebeziumConnectorRestartOperator(task_id="restart_connector", **common),
+    steps: dict[str, Any] = {"restart_connector": DebeziumConnectorRestartOperator(task_id="restart_connector", **common)}
+    if "reset_offsets" in offered:
         # Stop, DELETE the offsets, resume: the connector snapshots again under its snapshot mode.
-        "reset_offsets": DebeziumConnectorResetOffsetsOperator(task_id="reset_offsets", **common),
-    }
-    if config.signal_table:
+        steps["reset_offsets"] = DebeziumConnectorResetOffsetsOperator(task_id="reset_offsets", **common)
+    if "resnapshot" in offered and config.signal_table:
         steps["resnapshot"] = DebeziumResnapshotOperator(
             task_id="request_resnapshot",
             source_conn_id=config.conn_id,

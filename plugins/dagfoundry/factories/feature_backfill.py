@@ -137,6 +137,8 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
 
             root = str(lake_root())
             results = ti.xcom_pull(task_ids="compute_features.publish") or []  # every chunk's summary
+            if isinstance(results, dict):  # one chunk: Airflow returns its value, not a list of one
+                results = [results]
             published = sorted(d for r in results if r for d in r.get("published", []))
             online = materialize_newest(spec.definition(root), root, published)
             if published:  # an event says "published": none when every date was skipped

@@ -64,10 +64,13 @@ def test_connect_form_offers_the_connector_actions(load):
     [("capture: {snapshot_mode: no_data}\n", "reset_offsets"), ("capture: {signal_table: null}\n", "resnapshot")],
 )
 def test_actions_that_could_not_work_are_not_offered(load, extra, missing):
-    dag = build_dag(load(BASE + extra))
-    assert missing not in offered(dag)
-    with pytest.raises(AirflowFailException):
-        choose(dag, missing)
+    for text in (BASE + extra, CONNECT + extra):
+        dag = build_dag(load(text))
+        assert missing not in offered(dag)
+        task_id = "request_resnapshot" if missing == "resnapshot" else missing
+        assert task_id not in dag.task_ids, "a task of an action not offered would run as a root on every run"
+        with pytest.raises(AirflowFailException):
+            choose(dag, missing)
 
 
 def test_a_default_action_of_another_mode_is_a_located_error(load):
