@@ -20,7 +20,7 @@ import sys
 
 BATCH_ID, SEQ, DELETED, OP = "_df_batch_id", "_df_seq", "_df_deleted", "_df_op"
 TRUNCATE_OP = "t"
-LSN, SOURCE_TS_MS = "_df_lsn", "_df_source_ts_ms"
+LSN, SOURCE_TS_MS, SPECIAL = "_df_lsn", "_df_source_ts_ms", "_df_special"
 MIRROR_METADATA = (BATCH_ID, SEQ, LSN, SOURCE_TS_MS)
 
 
@@ -51,7 +51,9 @@ def build_mirror(spark, table: dict):
     latest_first = Window.partitionBy(*[F.col(k) for k in keys]).orderBy(F.col(BATCH_ID).desc(), F.col(SEQ).desc())
     latest = combined.withColumn("_df_rank", F.row_number().over(latest_first)).where("_df_rank = 1")
     present = latest.where(~F.col(DELETED))
-    output = [c for c in columns if c in combined.columns] + list(MIRROR_METADATA)
+    # The row's special values (text of values its lake types cannot hold) travel with it.
+    special = [SPECIAL] if SPECIAL in combined.columns else []
+    output = [c for c in columns if c in combined.columns] + list(MIRROR_METADATA) + special
     return present.select(*[F.col(c) for c in output])
 
 

@@ -97,6 +97,8 @@ class CaptureResult:
     #: a message when the slot retains more WAL than ``slot_wal_warn``/``slot_wal_fail``
     slot_warning: str | None = None
     slot_failure: str | None = None
+    #: ``{table: {column: count}}`` of values landed null with their text in ``_df_special``
+    special_values: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """Return a small JSON-safe summary for XCom (never data, never secrets)."""
@@ -109,6 +111,7 @@ class CaptureResult:
             "slot": dict(self.slot),
             "slot_warning": self.slot_warning,
             "slot_failure": self.slot_failure,
+            "special_values": {t: dict(c) for t, c in self.special_values.items()},
             "rows_per_table": dict(self.rows_per_table),
             "events": sum(self.rows_per_table.values()),
             "stopped_because": self.stopped_because,
@@ -190,12 +193,16 @@ def capture_embedded(
         log.error("CDC capture %s: %s", config.source, failure)
     for problem in sorted(tables.skipped.values()):
         log.error("CDC capture %s: %s", config.source, problem)
+    specials = landing.special_values_of(lake_root, config.source, lander.batch_ids)
+    for table_id, columns in sorted(specials.items()):
+        log.warning("CDC capture %s: %s: values outside the lake types landed null with their text in %s: %s",
+                    config.source, table_id, landing.SPECIAL, columns)
     # Chunks landed mid-stream count as landing, not streaming.
     streaming = (session.last_event_at or 0.0) - (session.first_event_at or 0.0) - lander.inline_seconds
     result = CaptureResult(
         config.source, lander.batch_ids[-1] if lander.batch_ids else None, dict(lander.rows), reason,
         time.monotonic() - started, streaming, lander.seconds, tuple(lander.batch_ids), dict(tables.skipped),
-        tables.to_snapshot, slot.summary(), warning, failure,
+        tables.to_snapshot, slot.summary(), warning, failure, specials,
     )
     log.info("CDC capture %s: %s", config.source, result.summary())
     return result

@@ -130,7 +130,7 @@ def plan_merge(
     if delete_mode not in DELETE_MODES:
         raise SnowflakeMergeError(f"target {target_table}: delete_mode {delete_mode!r} is not one of hard, soft")
     target = quote_table(target_table, what="target table")
-    missing = [c for c in (*landing.METADATA_COLUMNS, *key_columns) if c not in schema.names]
+    missing = [c for c in (*landing.REQUIRED_METADATA, *key_columns) if c not in schema.names]
     if missing:
         raise SnowflakeMergeError(f"target {target_table}: landed batch lacks columns {missing}")
     if not key_columns:

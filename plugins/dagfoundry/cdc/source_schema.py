@@ -93,7 +93,8 @@ def arrow_type(column: SourceColumn) -> pa.DataType:
         "date": pa.date32(),
         "timestamp": pa.timestamp("us"),
         "timestamptz": pa.timestamp("us", tz="UTC"),
-        "time": pa.time64("us"),
+        # Spark has no TIME type; microseconds since midnight also hold 24:00:00.
+        "time": pa.int64(),
         "binary": pa.binary(),
         "string": pa.string(),
     }
