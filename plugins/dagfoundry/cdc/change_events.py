@@ -8,7 +8,6 @@ latest (incremental-snapshot rows carry no LSN).
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,12 @@ if TYPE_CHECKING:
     from dagfoundry.cdc.source_schema import SourceColumn, SourceTable
 
 _DATA_OPS = frozenset("curd")
+#: Debezium's value for an unchanged TOASTed column (``unavailable.value.placeholder``), as
+#: text (also for bytea under ``binary.handling.mode=hex``: not hex, so never a real value)
+#: and as a one-element array. Under ``base64`` Debezium sends null for bytea instead,
+#: which cannot be told from a real NULL: hence hex.
+UNAVAILABLE_PLACEHOLDER = "__debezium_unavailable_value"
+_PLACEHOLDERS = (UNAVAILABLE_PLACEHOLDER, [UNAVAILABLE_PLACEHOLDER])
 #: ``source.snapshot`` of an initial-snapshot record that is not the snapshot's last one:
 #: offsets committed there would make Debezium restart the snapshot from scratch
 _OPEN_SNAPSHOT_MARKS = frozenset(("true", "first", "first_in_data_collection", "last_in_data_collection"))
@@ -79,6 +84,9 @@ class ChangeBatchBuilder:
         self._prefix = f"{source}."
         self._rows: dict[str, list[tuple[str, int | None, int | None, dict]]] = {t: [] for t in self.tables}
         self._decode = _json_decoder()
+        #: per table, the columns that can be TOASTed (text, binary, json, arrays...)
+        self._toastable = {t: tuple(c.name for c in s.columns if c.kind in ("string", "binary") and c.name not in s.primary_key)
+                           for t, s in self.tables.items()}
         self.ignored_events = 0
         #: the latest data event belongs to an unfinished initial snapshot
         self.snapshot_open = False
@@ -171,6 +179,8 @@ class ChangeBatchBuilder:
         image = before if op == "d" else after
         if image is None:
             raise ChangeEventError(f"capture {self.source!r}: table {table_id}: {op!r} event without its row image")
+        if op in ("u", "c"):  # "c" too: an UPDATE of the key arrives as "d" + "c"
+            _mark_unavailable(image, self._toastable[table_id])
         rows.append((op, lsn, ts_ms, image))
 
     def add_tombstone(self, table_id: str, key: Mapping[str, Any]) -> None:
@@ -198,6 +208,18 @@ class ChangeBatchBuilder:
     def to_arrow(self, table_id: str, batch_id: int) -> pa.Table:
         """Return a table's rows as an Arrow table with the landing columns."""
         return rows_to_arrow(self.tables[table_id], self._rows[table_id], batch_id)
+
+
+def _mark_unavailable(image: dict, columns: tuple[str, ...]) -> None:
+    """Null the columns Debezium did not send (unchanged TOAST) and list them in the image."""
+    missing = None
+    for name in columns:
+        value = image.get(name)
+        if value is not None and value.__class__ in (str, list) and value in _PLACEHOLDERS:
+            image[name] = None
+            missing = [*(missing or ()), name]
+    if missing:
+        image[landing.UNAVAILABLE] = missing
 
 
 def truncate_marker(lsn: Any, ts_ms: Any) -> tuple[str, Any, Any, dict]:
@@ -236,6 +258,7 @@ def rows_to_arrow(table: SourceTable, rows: list[tuple[str, int | None, int | No
         (landing.SOURCE_TS_MS, pa.array([r[2] for r in rows], pa.int64())),
         (landing.DELETED, deleted),
         (landing.SPECIAL, pa.array([None if s is None else json.dumps(s, sort_keys=True) for s in specials], pa.string())),
+        (landing.UNAVAILABLE, pa.array([_unavailable_json(r[3]) for r in rows], pa.string())),
     ]
     for name, array in meta:
         arrays.append(array)
@@ -243,10 +266,15 @@ def rows_to_arrow(table: SourceTable, rows: list[tuple[str, int | None, int | No
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def _unavailable_json(image: dict) -> str | None:
+    missing = image.get(landing.UNAVAILABLE)
+    return json.dumps(missing) if missing else None
+
+
 def _columns_in_arrow(table: SourceTable, rows: list, deleted: pa.Array, specials: list) -> list[pa.Array]:
     """Convert the row images in one pass of Arrow's converter (a struct array), then cast.
 
-    Binary (base64) and array (JSON value) columns, and a column holding a special value
+    Binary (hex) and array (JSON value) columns, and a column holding a special value
     (:mod:`dagfoundry.cdc.special_values`), go through Python per value.
     """
     import pyarrow as pa
@@ -355,7 +383,7 @@ def _to_array(column: SourceColumn, values: list, field_type: pa.DataType, table
         if kind in ("decimal", "timestamptz"):
             return pa.array(values, pa.string()).cast(field_type)
         if kind == "binary":
-            return pa.array([None if v is None else base64.b64decode(v) for v in values], field_type)
+            return pa.array([None if v is None else bytes.fromhex(v) for v in values], field_type)
         if kind == "string":
             values = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
         return pa.array(values, field_type)

@@ -44,9 +44,13 @@ DELETED = "_df_deleted"
 #: column is null in that row); null when every value fits (string, nullable). Batches
 #: landed before it existed lack it.
 SPECIAL = "_df_special"
+#: JSON array of the columns whose value Debezium did not send (an unchanged TOASTed value
+#: in an UPDATE under REPLICA IDENTITY DEFAULT); they land null. The mirror carries the
+#: key's previous value forward; there it lists the columns whose value is still unknown.
+UNAVAILABLE = "_df_unavailable"
 #: metadata columns every landed batch has
 REQUIRED_METADATA = (OP, BATCH_ID, SEQ, LSN, SOURCE_TS_MS, DELETED)
-METADATA_COLUMNS = (*REQUIRED_METADATA, SPECIAL)
+METADATA_COLUMNS = (*REQUIRED_METADATA, SPECIAL, UNAVAILABLE)
 #: order of events across batches (latest = greatest)
 EMISSION_ORDER = (BATCH_ID, SEQ)
 
@@ -158,6 +162,7 @@ def write_batch(
         "ops": {str(item["values"]): int(item["counts"]) for item in ops},
         "columns": rows.column_names,
         "special_values": specials,
+        "unavailable_values": count_unavailable_values(rows),
     }
     (staged / BATCH_MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
     if location.live.exists():
@@ -172,6 +177,17 @@ def count_special_values(rows: pa.Table) -> dict[str, int]:
         return {}
     counts: dict[str, int] = {}
     for text in rows.column(SPECIAL).drop_null().to_pylist():
+        for column in json.loads(text):
+            counts[column] = counts.get(column, 0) + 1
+    return counts
+
+
+def count_unavailable_values(rows: pa.Table) -> dict[str, int]:
+    """Return how many values of each column Debezium did not send (:data:`UNAVAILABLE`)."""
+    if UNAVAILABLE not in rows.column_names:
+        return {}
+    counts: dict[str, int] = {}
+    for text in rows.column(UNAVAILABLE).drop_null().to_pylist():
         for column in json.loads(text):
             counts[column] = counts.get(column, 0) + 1
     return counts

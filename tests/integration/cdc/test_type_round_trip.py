@@ -19,8 +19,8 @@ from dagfoundry.cdc.mirror import update_mirrors
 
 pytestmark = pytest.mark.integration
 
-#: slot names are cluster-wide: this branch's prefix, unique per run
-SLOT_PREFIX = "dagfoundry_cdcfix_"
+#: slot names are cluster-wide: this module's prefixes (branch and test), unique per run
+SLOT_PREFIXES = ("dagfoundry_cdcfix_types_",)
 SOURCE = f"cdcfix_types_{uuid.uuid4().hex[:8]}"
 TABLE = "public.every_type"
 
@@ -71,11 +71,16 @@ COLUMNS = ["id", "i2", "i4", "i8", "n", "nu", "r", "d", "b", "tx", "vc", "by", "
 
 
 def _drop_own_slots(sql) -> None:
-    """Drop this branch's inactive test slots (left by a crashed run); never others'."""
-    rows = sql("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s AND NOT active",
-               (SLOT_PREFIX.replace("_", r"\_") + "%",), fetch=True)
-    for (slot,) in rows:
-        sql("SELECT pg_drop_replication_slot(%s)", (slot,))
+    """Drop inactive slots of this module left by a crashed run; never other tests' slots.
+
+    The prefix is this module's only (not the branch's): another test module of this branch
+    may be between two captures, its slot inactive but in use.
+    """
+    for prefix in SLOT_PREFIXES:
+        rows = sql("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s AND NOT active",
+                   (prefix.replace("_", r"\_") + "%",), fetch=True)
+        for (slot,) in rows:
+            sql("SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
 @pytest.fixture(scope="module")

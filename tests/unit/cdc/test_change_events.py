@@ -35,7 +35,7 @@ def envelope(op, *, after=None, before=None, lsn=100, ts=1_700_000_000_000, tabl
 
 
 ROW = {"id": 1, "amount": "12.50", "raw": "1.000000001", "placed": "2024-01-02T03:04:05.123456Z",
-       "local": 1_704_164_645_123_456, "day": 19724, "note": "Zoë 東京", "tags": ["a", "é"], "blob": "AAE="}
+       "local": 1_704_164_645_123_456, "day": 19724, "note": "Zoë 東京", "tags": ["a", "é"], "blob": "0001"}
 
 
 def test_events_land_with_types_and_emission_order():
@@ -188,3 +188,15 @@ def test_special_values_are_counted_in_the_manifest(tmp_path):
     landing.write_batch(tmp_path, "shop", "public.odd", 1, builder.to_arrow("public.odd", 1), ("id",))
     assert landing.read_manifest(tmp_path, "shop", "public.odd", 1)["special_values"] == {"n": 1, "dt": 3, "ts": 3, "tstz": 3}
     assert landing.special_values_of(tmp_path, "shop", [1]) == {"public.odd": {"n": 1, "dt": 3, "ts": 3, "tstz": 3}}
+
+
+def test_unchanged_toast_values_land_null_and_listed():
+    placeholder = "__debezium_unavailable_value"
+    builder = ChangeBatchBuilder("shop", {"public.orders": TABLE})
+    builder.add_json("shop.public.orders", None, envelope("u", after={**ROW, "note": placeholder, "tags": [placeholder],
+                                                                      "blob": placeholder}))
+    builder.add_json("shop.public.orders", None, envelope("u", after={**ROW, "note": None}))
+    rows = builder.to_arrow("public.orders", 1).to_pylist()
+    assert rows[0]["note"] is None and rows[0]["tags"] is None and rows[0]["blob"] is None
+    assert json.loads(rows[0][landing.UNAVAILABLE]) == ["note", "tags", "blob"]
+    assert rows[1][landing.UNAVAILABLE] is None and rows[1]["note"] is None and rows[1]["blob"] == b"\x00\x01"
