@@ -27,7 +27,7 @@ _DATA_OPS = frozenset("curd")
 #: and as a one-element array. Under ``base64`` Debezium sends null for bytea instead,
 #: which cannot be told from a real NULL: hence hex.
 UNAVAILABLE_PLACEHOLDER = "__debezium_unavailable_value"
-_PLACEHOLDERS = (UNAVAILABLE_PLACEHOLDER, [UNAVAILABLE_PLACEHOLDER])
+_PLACEHOLDER_ARRAY = [UNAVAILABLE_PLACEHOLDER]
 #: ``source.snapshot`` of an initial-snapshot record that is not the snapshot's last one:
 #: offsets committed there would make Debezium restart the snapshot from scratch
 _OPEN_SNAPSHOT_MARKS = frozenset(("true", "first", "first_in_data_collection", "last_in_data_collection"))
@@ -213,9 +213,9 @@ class ChangeBatchBuilder:
 def _mark_unavailable(image: dict, columns: tuple[str, ...]) -> None:
     """Null the columns Debezium did not send (unchanged TOAST) and list them in the image."""
     missing = None
-    for name in columns:
+    for name in columns:  # on every insert and update: keep it to one comparison per value
         value = image.get(name)
-        if value is not None and value.__class__ in (str, list) and value in _PLACEHOLDERS:
+        if value == UNAVAILABLE_PLACEHOLDER or (value.__class__ is list and value == _PLACEHOLDER_ARRAY):
             image[name] = None
             missing = [*(missing or ()), name]
     if missing:
