@@ -56,7 +56,7 @@ def build_mirror(spark, table: dict):
     latest_first = Window.partitionBy(*[F.col(k) for k in keys]).orderBy(F.col(BATCH_ID).desc(), F.col(SEQ).desc())
     latest = combined.withColumn("_df_rank", F.row_number().over(latest_first)).where("_df_rank = 1")
     present = latest.where(~F.col(DELETED))
-    # The row's special values (text of values its lake types cannot hold) travel with it.
+    # The row's special values and its still-unknown (unsent TOAST) columns travel with it.
     special = [c for c in (SPECIAL, UNAVAILABLE) if c in combined.columns]
     output = [c for c in columns if c in combined.columns] + list(MIRROR_METADATA) + special
     return present.select(*[F.col(c) for c in output])
