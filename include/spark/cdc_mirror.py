@@ -5,9 +5,11 @@ Usage: ``spark-submit cdc_mirror.py <plan.json>``
 The plan (written by ``dagfoundry.cdc.mirror``) lists per table: the live mirror (or
 null), the landed batch directories after the mirror's last applied batch, the key
 columns, the output columns and a staging directory. For each table this job unions the
-current mirror with the new events, keeps the latest row per key by emission order
-``(_df_batch_id, _df_seq)``, drops deletes, checks that keys are unique and writes the new
-mirror to the staging directory. It then writes ``result_path`` (row counts per table).
+current mirror with the new events (cast to each column's widest type across batches),
+applies TRUNCATE markers, carries unsent TOAST values forward from the key's previous
+event, keeps the latest row per key by emission order ``(_df_batch_id, _df_seq)``, drops
+deletes, checks that keys are unique and writes the new mirror to the staging directory.
+It then writes ``result_path`` (row counts per table).
 Publishing is the calling task's job (it verifies the staged output first).
 
 Self-contained on purpose: the driver cannot import the ``dagfoundry`` package.
