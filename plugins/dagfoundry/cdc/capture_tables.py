@@ -23,9 +23,13 @@ from typing import TYPE_CHECKING
 from dagfoundry.cdc import landing
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from dagfoundry.cdc.connector_config import CaptureConfig, SourceConnection
+    from dagfoundry.cdc.source_schema import SourceTable
 
 TABLES_STATE_FILE = "tables.json"
+COLUMNS_STATE_FILE = "columns.json"
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,48 @@ def move_floor_for_new_snapshot(lake_root: Path, source: str) -> int | None:
         return None
     write_mirror_floor(lake_root, source, following)
     return following
+
+
+def _columns_path(lake_root: Path, source: str) -> Path:
+    from dagfoundry.cdc.embedded_capture import state_dir
+
+    return state_dir(lake_root, source) / COLUMNS_STATE_FILE
+
+
+def record_columns(
+    lake_root: Path, source: str, landed: Mapping[str, SourceTable], seen: Mapping[str, SourceTable]
+) -> None:
+    """Record the columns each table was landed with, and those the catalog had at the end.
+
+    :param landed: the schemas the run landed with (read at its start)
+    :param seen: the schemas read again after the run (a column only here was added mid-run)
+    """
+    path = _columns_path(lake_root, source)
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    for table_id, table in landed.items():
+        end = seen.get(table_id, table)
+        state[table_id] = {"landed": list(table.column_names), "seen": list(end.column_names)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def columns_needing_snapshot(lake_root: Path, source: str, schemas: Mapping[str, SourceTable]) -> dict[str, list[str]]:
+    """Return ``{table: [columns]}`` of added columns whose old rows the mirror cannot know.
+
+    A column counts when it has a DEFAULT or was added while the last run captured; a
+    table never recorded (first run, or captures older than the record) counts nothing.
+    """
+    path = _columns_path(lake_root, source)
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    needed: dict[str, list[str]] = {}
+    for table_id, table in schemas.items():
+        known = state.get(table_id)
+        if known is None:
+            continue
+        added = [c for c in table.columns if c.name not in known["landed"]]
+        stale = [c.name for c in added if c.has_default or c.name in known["seen"]]
+        if stale:
+            needed[table_id] = stale
+    return needed

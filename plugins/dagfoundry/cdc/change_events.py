@@ -8,7 +8,6 @@ latest (incremental-snapshot rows carry no LSN).
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,12 @@ if TYPE_CHECKING:
     from dagfoundry.cdc.source_schema import SourceColumn, SourceTable
 
 _DATA_OPS = frozenset("curd")
+#: Debezium's value for an unchanged TOASTed column (``unavailable.value.placeholder``), as
+#: text (also for bytea under ``binary.handling.mode=hex``: not hex, so never a real value)
+#: and as a one-element array. Under ``base64`` Debezium sends null for bytea instead,
+#: which cannot be told from a real NULL: hence hex.
+UNAVAILABLE_PLACEHOLDER = "__debezium_unavailable_value"
+_PLACEHOLDER_ARRAY = [UNAVAILABLE_PLACEHOLDER]
 #: ``source.snapshot`` of an initial-snapshot record that is not the snapshot's last one:
 #: offsets committed there would make Debezium restart the snapshot from scratch
 _OPEN_SNAPSHOT_MARKS = frozenset(("true", "first", "first_in_data_collection", "last_in_data_collection"))
@@ -79,6 +84,9 @@ class ChangeBatchBuilder:
         self._prefix = f"{source}."
         self._rows: dict[str, list[tuple[str, int | None, int | None, dict]]] = {t: [] for t in self.tables}
         self._decode = _json_decoder()
+        #: per table, the columns that can be TOASTed (text, binary, json, arrays...)
+        self._toastable = {t: tuple(c.name for c in s.columns if c.kind in ("string", "binary") and c.name not in s.primary_key)
+                           for t, s in self.tables.items()}
         self.ignored_events = 0
         #: the latest data event belongs to an unfinished initial snapshot
         self.snapshot_open = False
@@ -171,6 +179,8 @@ class ChangeBatchBuilder:
         image = before if op == "d" else after
         if image is None:
             raise ChangeEventError(f"capture {self.source!r}: table {table_id}: {op!r} event without its row image")
+        if op in ("u", "c"):  # "c" too: an UPDATE of the key arrives as "d" + "c"
+            _mark_unavailable(image, self._toastable[table_id])
         rows.append((op, lsn, ts_ms, image))
 
     def add_tombstone(self, table_id: str, key: Mapping[str, Any]) -> None:
@@ -200,6 +210,18 @@ class ChangeBatchBuilder:
         return rows_to_arrow(self.tables[table_id], self._rows[table_id], batch_id)
 
 
+def _mark_unavailable(image: dict, columns: tuple[str, ...]) -> None:
+    """Null the columns Debezium did not send (unchanged TOAST) and list them in the image."""
+    missing = None
+    for name in columns:  # on every insert and update: keep it to one comparison per value
+        value = image.get(name)
+        if value == UNAVAILABLE_PLACEHOLDER or (value.__class__ is list and value == _PLACEHOLDER_ARRAY):
+            image[name] = None
+            missing = [*(missing or ()), name]
+    if missing:
+        image[landing.UNAVAILABLE] = missing
+
+
 def truncate_marker(lsn: Any, ts_ms: Any) -> tuple[str, Any, Any, dict]:
     """Return the landing row of a TRUNCATE: op ``t``, every source column null.
 
@@ -209,18 +231,24 @@ def truncate_marker(lsn: Any, ts_ms: Any) -> tuple[str, Any, Any, dict]:
 
 
 def rows_to_arrow(table: SourceTable, rows: list[tuple[str, int | None, int | None, dict]], batch_id: int) -> pa.Table:
-    """Build the landing Arrow table of one table's events (in emission order)."""
+    """Build the landing Arrow table of one table's events (in emission order).
+
+    A value the column's lake type cannot hold lands as null, with its text in the row's
+    ``_df_special`` (:mod:`dagfoundry.cdc.special_values`).
+    """
     import pyarrow as pa
 
     from dagfoundry.cdc.source_schema import arrow_type
 
     n = len(rows)
     deleted = pa.array([r[0] in landing.REMOVING_OPS for r in rows], pa.bool_())
+    specials: list[dict[str, str] | None] = [None] * n
     try:
-        arrays = _columns_in_arrow(table, rows, deleted)
+        arrays = _columns_in_arrow(table, rows, deleted, specials)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
         # Column by column in Python: slower, and names the column and value that failed.
-        arrays = [_column_from_rows(table, column, rows) for column in table.columns]
+        specials = [None] * n
+        arrays = [_column_from_rows(table, column, rows, specials) for column in table.columns]
     fields = [pa.field(column.name, arrow_type(column)) for column in table.columns]
     meta = [
         (landing.OP, pa.array([r[0] for r in rows], pa.string())),
@@ -229,6 +257,8 @@ def rows_to_arrow(table: SourceTable, rows: list[tuple[str, int | None, int | No
         (landing.LSN, pa.array([r[1] for r in rows], pa.int64())),
         (landing.SOURCE_TS_MS, pa.array([r[2] for r in rows], pa.int64())),
         (landing.DELETED, deleted),
+        (landing.SPECIAL, pa.array([None if s is None else json.dumps(s, sort_keys=True) for s in specials], pa.string())),
+        (landing.UNAVAILABLE, pa.array([_unavailable_json(r[3]) for r in rows], pa.string())),
     ]
     for name, array in meta:
         arrays.append(array)
@@ -236,10 +266,16 @@ def rows_to_arrow(table: SourceTable, rows: list[tuple[str, int | None, int | No
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _columns_in_arrow(table: SourceTable, rows: list, deleted: pa.Array) -> list[pa.Array]:
+def _unavailable_json(image: dict) -> str | None:
+    missing = image.get(landing.UNAVAILABLE)
+    return json.dumps(missing) if missing else None
+
+
+def _columns_in_arrow(table: SourceTable, rows: list, deleted: pa.Array, specials: list) -> list[pa.Array]:
     """Convert the row images in one pass of Arrow's converter (a struct array), then cast.
 
-    Binary (base64) and array (JSON value) columns still go through Python per value.
+    Binary (hex) and array (JSON value) columns, and a column holding a special value
+    (:mod:`dagfoundry.cdc.special_values`), go through Python per value.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -252,15 +288,43 @@ def _columns_in_arrow(table: SourceTable, rows: list, deleted: pa.Array) -> list
     keys, any_delete = frozenset(table.primary_key), pc.any(deleted).as_py()
     arrays = []
     for column in table.columns:
-        if column.name not in children:
-            arrays.append(_column_from_rows(table, column, rows))
+        array = children.get(column.name)
+        if array is not None and _may_hold_special(column, array):
+            array = None
+        if array is not None:
+            try:
+                array = array.cast(arrow_type(column))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                array = None
+        if array is None:
+            arrays.append(_column_from_rows(table, column, rows, specials))
             continue
-        array = children[column.name]
         if any_delete and column.name not in keys:
             # See _column_from_rows: deletes land the key only.
             array = pc.if_else(deleted, pa.scalar(None, array.type), array)
-        arrays.append(array.cast(arrow_type(column)))
+        arrays.append(array)
     return arrays
+
+
+def _may_hold_special(column: SourceColumn, array: pa.Array) -> bool:
+    """Return whether a column's raw values include one the fast path would get wrong."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dagfoundry.cdc import special_values as sv
+
+    kind = column.kind
+    if not len(array) or array.null_count == len(array):
+        return False
+    if kind == "decimal" or (kind == "string" and column.pg_type == "numeric"):
+        return bool(pc.any(pc.is_in(array, value_set=pa.array(sv.NUMERIC_SPECIALS))).as_py())
+    if kind in ("date", "timestamp"):
+        low, high = (sv.MIN_DATE_DAYS, sv.MAX_DATE_DAYS) if kind == "date" else (sv.MIN_TIMESTAMP_US, sv.MAX_TIMESTAMP_US)
+        bounds = pc.min_max(array).as_py()
+        return bounds["min"] < low or bounds["max"] > high
+    if kind == "timestamptz":
+        return bool(pc.any(pc.match_substring_regex(array, r"^(?:[^0-9]|0000)")).as_py())
+    return False
 
 
 def _storage_type(column: SourceColumn) -> pa.DataType | None:
@@ -281,8 +345,13 @@ def _storage_type(column: SourceColumn) -> pa.DataType | None:
     return arrow_type(column)
 
 
-def _column_from_rows(table: SourceTable, column: SourceColumn, rows: list) -> pa.Array:
-    """Convert one column value by value (the reference path)."""
+#: kinds whose values may be special (:mod:`dagfoundry.cdc.special_values`)
+_SPECIAL_KINDS = frozenset(("float32", "float64", "decimal", "date", "timestamp", "timestamptz"))
+
+
+def _column_from_rows(table: SourceTable, column: SourceColumn, rows: list, specials: list) -> pa.Array:
+    """Convert one column value by value (the reference path); record special values."""
+    from dagfoundry.cdc import special_values
     from dagfoundry.cdc.source_schema import arrow_type
 
     # A delete's before-image is trustworthy only for key columns (REPLICA IDENTITY
@@ -292,6 +361,13 @@ def _column_from_rows(table: SourceTable, column: SourceColumn, rows: list) -> p
         values = [r[3].get(name) for r in rows]
     else:
         values = [None if r[0] == "d" else r[3].get(name) for r in rows]
+    if column.kind in _SPECIAL_KINDS or (column.kind == "string" and column.pg_type == "numeric"):
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            values[i], text = special_values.convert(column.kind, column.pg_type, value)
+            if text is not None:
+                specials[i] = {**(specials[i] or {}), name: text}
     return _to_array(column, values, arrow_type(column), table.table_id)
 
 
@@ -300,14 +376,14 @@ def _to_array(column: SourceColumn, values: list, field_type: pa.DataType, table
 
     kind = column.kind
     try:
-        if kind in ("date", "timestamp", "time"):
+        if kind in ("date", "timestamp"):
             # Debezium sends epoch days / microseconds as integers.
             storage = pa.int32() if kind == "date" else pa.int64()
             return pa.array(values, storage).cast(field_type)
         if kind in ("decimal", "timestamptz"):
             return pa.array(values, pa.string()).cast(field_type)
         if kind == "binary":
-            return pa.array([None if v is None else base64.b64decode(v) for v in values], field_type)
+            return pa.array([None if v is None else bytes.fromhex(v) for v in values], field_type)
         if kind == "string":
             values = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
         return pa.array(values, field_type)

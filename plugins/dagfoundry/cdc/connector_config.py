@@ -210,7 +210,8 @@ def debezium_properties(
         "decimal.handling.mode": "string",
         "time.precision.mode": "adaptive_time_microseconds",
         "interval.handling.mode": "string",
-        "binary.handling.mode": "base64",
+        # Hex, not base64: under base64 an unchanged TOASTed bytea arrives as null.
+        "binary.handling.mode": "hex",
         "hstore.handling.mode": "json",
         "skipped.operations": "none",
         "heartbeat.interval.ms": str(config.heartbeat_interval_ms),

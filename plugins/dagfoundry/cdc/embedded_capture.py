@@ -97,6 +97,8 @@ class CaptureResult:
     #: a message when the slot retains more WAL than ``slot_wal_warn``/``slot_wal_fail``
     slot_warning: str | None = None
     slot_failure: str | None = None
+    #: ``{table: {column: count}}`` of values landed null with their text in ``_df_special``
+    special_values: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """Return a small JSON-safe summary for XCom (never data, never secrets)."""
@@ -109,6 +111,7 @@ class CaptureResult:
             "slot": dict(self.slot),
             "slot_warning": self.slot_warning,
             "slot_failure": self.slot_failure,
+            "special_values": {t: dict(c) for t, c in self.special_values.items()},
             "rows_per_table": dict(self.rows_per_table),
             "events": sum(self.rows_per_table.values()),
             "stopped_because": self.stopped_because,
@@ -165,6 +168,7 @@ def capture_embedded(
         )
     run_config, tables = _prepare_tables(config, connection, lake_root, offsets.exists())
     schemas = fetch_table_schemas(run_config, connection)
+    resnapshot = _snapshot_added_columns(run_config, connection, lake_root, schemas, tables)
     properties = debezium_properties(run_config, connection, mode="embedded", offsets_file=offsets)
     ignored = (config.signal_table,) if config.signal_table else ()
     builder = ChangeBatchBuilder(config.source, schemas, ignored_tables=ignored)
@@ -178,9 +182,13 @@ def capture_embedded(
     finally:
         session.close()
         progress.close()
-    from dagfoundry.cdc.capture_tables import record_snapshotted
+    from dagfoundry.cdc.capture_tables import record_columns, record_snapshotted
+    from dagfoundry.cdc.mirror import publish_empty_mirrors
+
+    publish_empty_mirrors(lake_root, config.source, schemas)
 
     record_snapshotted(lake_root, config.source, tables.captured)
+    record_columns(lake_root, config.source, schemas, fetch_table_schemas(run_config, connection))
     slot = read_slot_status(connection, run_config.slot)
     warning = failure = None
     try:
@@ -190,12 +198,16 @@ def capture_embedded(
         log.error("CDC capture %s: %s", config.source, failure)
     for problem in sorted(tables.skipped.values()):
         log.error("CDC capture %s: %s", config.source, problem)
+    specials = landing.special_values_of(lake_root, config.source, lander.batch_ids)
+    for table_id, columns in sorted(specials.items()):
+        log.warning("CDC capture %s: %s: values outside the lake types landed null with their text in %s: %s",
+                    config.source, table_id, landing.SPECIAL, columns)
     # Chunks landed mid-stream count as landing, not streaming.
     streaming = (session.last_event_at or 0.0) - (session.first_event_at or 0.0) - lander.inline_seconds
     result = CaptureResult(
         config.source, lander.batch_ids[-1] if lander.batch_ids else None, dict(lander.rows), reason,
         time.monotonic() - started, streaming, lander.seconds, tuple(lander.batch_ids), dict(tables.skipped),
-        tables.to_snapshot, slot.summary(), warning, failure,
+        (*tables.to_snapshot, *resnapshot), slot.summary(), warning, failure, specials,
     )
     log.info("CDC capture %s: %s", config.source, result.summary())
     return result
@@ -241,13 +253,35 @@ def _prepare_tables(config: CaptureConfig, connection: SourceConnection, lake_ro
     return run_config, tables
 
 
-def _request_snapshots(config: CaptureConfig, connection: SourceConnection, table_ids: tuple[str, ...]) -> None:
-    """Signal an incremental snapshot of tables captured for the first time."""
+def _snapshot_added_columns(config: CaptureConfig, connection: SourceConnection, lake_root: Path, schemas, tables) -> tuple[str, ...]:
+    """Signal an incremental snapshot of tables that gained a column old rows hold a value of.
+
+    ``ALTER TABLE ... ADD COLUMN ... DEFAULT`` changes every row without an event: only a
+    re-read gives the mirror their values (``docs/cdc.md``, *Schema changes*).
+    """
+    from dagfoundry.cdc.capture_tables import columns_needing_snapshot
+
+    if tables.initial_snapshot:
+        return ()
+    needed = {t: c for t, c in columns_needing_snapshot(lake_root, config.source, schemas).items() if t not in tables.to_snapshot}
+    if not needed:
+        return ()
+    for table_id, columns in sorted(needed.items()):
+        log.info("CDC capture %s: table %s gained column(s) %s with a default: re-snapshotting it", config.source, table_id, columns)
+    reason = "gained columns with a default (" + "; ".join(f"{t}: {', '.join(c)}" for t, c in sorted(needed.items())) + ")"
+    _request_snapshots(config, connection, tuple(sorted(needed)), reason=reason)
+    return tuple(sorted(needed))
+
+
+def _request_snapshots(
+    config: CaptureConfig, connection: SourceConnection, table_ids: tuple[str, ...], reason: str = "were never snapshotted"
+) -> None:
+    """Signal an incremental snapshot of tables (captured for the first time, or changed)."""
     from dagfoundry.cdc.signals import request_incremental_snapshot
 
     if not config.signal_table:
         raise CaptureError(
-            f"capture {config.source!r}: tables {', '.join(table_ids)} were never snapshotted and there is no "
+            f"capture {config.source!r}: tables {', '.join(table_ids)} {reason} and there is no "
             "signal table to snapshot them incrementally; set capture.signal_table, or run the reset_offsets action"
         )
     for table_id in table_ids:
@@ -255,7 +289,7 @@ def _request_snapshots(config: CaptureConfig, connection: SourceConnection, tabl
         # A table without a primary key is read in chunks of its declared key column.
         surrogate = declared[0] if len(declared) == 1 else None
         signal_id = request_incremental_snapshot(connection, config.signal_table, [table_id], surrogate_key=surrogate)
-        log.info("CDC capture %s: table %s was never snapshotted: incremental snapshot requested (%s)", config.source, table_id, signal_id)
+        log.info("CDC capture %s: table %s %s: incremental snapshot requested (%s)", config.source, table_id, reason, signal_id)
 
 
 def land_builder(builder, lake_root: Path, source: str) -> tuple[int | None, dict[str, int]]:

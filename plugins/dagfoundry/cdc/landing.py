@@ -40,7 +40,17 @@ LSN = "_df_lsn"
 SOURCE_TS_MS = "_df_source_ts_ms"
 #: True for deletes and truncate markers (boolean)
 DELETED = "_df_deleted"
-METADATA_COLUMNS = (OP, BATCH_ID, SEQ, LSN, SOURCE_TS_MS, DELETED)
+#: JSON object: column -> the source's text of a value its lake type cannot hold (the
+#: column is null in that row); null when every value fits (string, nullable). Batches
+#: landed before it existed lack it.
+SPECIAL = "_df_special"
+#: JSON array of the columns whose value Debezium did not send (an unchanged TOASTed value
+#: in an UPDATE under REPLICA IDENTITY DEFAULT); they land null. The mirror carries the
+#: key's previous value forward; there it lists the columns whose value is still unknown.
+UNAVAILABLE = "_df_unavailable"
+#: metadata columns every landed batch has
+REQUIRED_METADATA = (OP, BATCH_ID, SEQ, LSN, SOURCE_TS_MS, DELETED)
+METADATA_COLUMNS = (*REQUIRED_METADATA, SPECIAL, UNAVAILABLE)
 #: order of events across batches (latest = greatest)
 EMISSION_ORDER = (BATCH_ID, SEQ)
 
@@ -132,7 +142,7 @@ def write_batch(
     """
     import pyarrow.parquet as pq
 
-    missing = [c for c in (*METADATA_COLUMNS, *key_columns) if c not in rows.column_names]
+    missing = [c for c in (*REQUIRED_METADATA, *key_columns) if c not in rows.column_names]
     if missing:
         raise LandingError(f"batch {batch_id} of {source}/{table_id} lacks columns {missing}")
     location = batch_location(lake_root, source, table_id, batch_id)
@@ -142,6 +152,7 @@ def write_batch(
     staged.mkdir(parents=True)
     pq.write_table(rows, staged / "part-00000.parquet", compression="snappy")
     ops = rows.column(OP).value_counts().to_pylist() if rows.num_rows else []
+    specials = count_special_values(rows)
     manifest = {
         "source": source,
         "table": table_id,
@@ -150,9 +161,46 @@ def write_batch(
         "key_columns": list(key_columns),
         "ops": {str(item["values"]): int(item["counts"]) for item in ops},
         "columns": rows.column_names,
+        "special_values": specials,
+        "unavailable_values": count_unavailable_values(rows),
     }
     (staged / BATCH_MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
     if location.live.exists():
         raise LandingError(f"batch {batch_id} of {source}/{table_id} appeared while staging; another capture is running")
     publish_directory(location, staged, f"batch-{batch_id}")
     return location.live
+
+
+def count_special_values(rows: pa.Table) -> dict[str, int]:
+    """Return how many values of each column landed null with their text in :data:`SPECIAL`."""
+    if SPECIAL not in rows.column_names:
+        return {}
+    counts: dict[str, int] = {}
+    for text in rows.column(SPECIAL).drop_null().to_pylist():
+        for column in json.loads(text):
+            counts[column] = counts.get(column, 0) + 1
+    return counts
+
+
+def count_unavailable_values(rows: pa.Table) -> dict[str, int]:
+    """Return how many values of each column Debezium did not send (:data:`UNAVAILABLE`)."""
+    if UNAVAILABLE not in rows.column_names:
+        return {}
+    counts: dict[str, int] = {}
+    for text in rows.column(UNAVAILABLE).drop_null().to_pylist():
+        for column in json.loads(text):
+            counts[column] = counts.get(column, 0) + 1
+    return counts
+
+
+def special_values_of(lake_root: Path, source: str, batch_ids: list[int] | tuple[int, ...]) -> dict[str, dict[str, int]]:
+    """Return ``{table: {column: count}}`` of special values in the given batches (manifests)."""
+    totals: dict[str, dict[str, int]] = {}
+    for table_id in list_landed_tables(lake_root, source):
+        present = set(list_batches(lake_root, source, table_id))
+        for batch_id in batch_ids:
+            if batch_id in present:
+                for column, n in read_manifest(lake_root, source, table_id, batch_id).get("special_values", {}).items():
+                    table = totals.setdefault(table_id, {})
+                    table[column] = table.get(column, 0) + n
+    return totals

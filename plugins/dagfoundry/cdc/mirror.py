@@ -23,10 +23,14 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagfoundry.cdc import landing
 from dagfoundry.errors import DagfoundryError, LakePublishError
 from dagfoundry.lake.publish import STAGING_DIR, LakeLocation, publish_directory
+
+if TYPE_CHECKING:
+    from dagfoundry.cdc.source_schema import SourceTable
 
 MIRROR_DIR = "mirror"
 MIRROR_METADATA_FILE = "_dagfoundry_mirror.json"
@@ -94,6 +98,7 @@ def prepare_mirror_plan(
                 "last_batch_id": batches[-1],
                 "batch_ids": batches,
                 "batch_paths": [str(p) for p in batch_paths],
+                "batch_groups": _group_by_schema(batch_paths),
                 "key_columns": last_manifest["key_columns"],
                 "columns": [c for c in last_manifest["columns"] if c not in landing.METADATA_COLUMNS],
                 "staging_path": str(location.staging(f"{plan_id}")),
@@ -108,6 +113,23 @@ def prepare_mirror_plan(
     plan = {"source": source, "lake_root": str(lake_root), "tables": entries, "result_path": str(plans / f"{source}-{plan_id}.result.json")}
     plan_path.write_text(json.dumps(plan, indent=1))
     return str(plan_path)
+
+
+def _group_by_schema(batch_paths: Sequence[Path]) -> list[list[str]]:
+    """Return the batch directories grouped by Parquet schema (first appearance order).
+
+    Spark reads each group at once and widens types across groups: a column widened in
+    the source between two batches must not stop the mirror.
+    """
+    import pyarrow.parquet as pq
+
+    groups: dict[tuple, list[str]] = {}
+    for path in batch_paths:
+        files = sorted(Path(path).glob("*.parquet"))
+        schema = pq.read_schema(files[0]) if files else None
+        signature = tuple((f.name, str(f.type)) for f in schema) if schema is not None else ()
+        groups.setdefault(signature, []).append(str(path))
+    return list(groups.values())
 
 
 def publish_mirror_plan(plan_path: str | None) -> dict:
@@ -161,6 +183,40 @@ def publish_mirror_plan(plan_path: str | None) -> dict:
             raise MirrorError(f"mirror {source}/{table_id}: {exc}") from exc
         summary[table_id] = {"last_batch_id": entry["last_batch_id"], "row_count": footer_rows, "batches_applied": len(entry["batch_ids"])}
     return {"tables": summary}
+
+
+def publish_empty_mirrors(lake_root: Path, source: str, tables: Mapping[str, SourceTable]) -> list[str]:
+    """Publish an empty mirror (with its schema) for each table without batches or mirror.
+
+    A table empty at snapshot time has no events, so no batch and no mirror: readers would
+    get "path not found" instead of an empty table. Its ``last_batch_id`` is 0, so its
+    first batches are applied on top of it as usual.
+
+    :return: the tables given an empty mirror
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dagfoundry.cdc.source_schema import arrow_type
+
+    lake_root = Path(lake_root)
+    made = []
+    for table_id, table in sorted(tables.items()):
+        location = mirror_location(lake_root, source, table_id)
+        if location.live.exists() or landing.list_batches(lake_root, source, table_id):
+            continue
+        fields = [pa.field(c.name, arrow_type(c)) for c in table.columns]
+        fields += [pa.field(name, pa.int64()) for name in (landing.BATCH_ID, landing.SEQ, landing.LSN, landing.SOURCE_TS_MS)]
+        fields += [pa.field(landing.SPECIAL, pa.string()), pa.field(landing.UNAVAILABLE, pa.string())]
+        staged = location.staging(f"empty-{uuid.uuid4().hex}")
+        staged.mkdir(parents=True)
+        pq.write_table(pa.schema(fields).empty_table(), staged / "part-00000.parquet")
+        metadata = {"source": source, "table": table_id, "last_batch_id": 0, "row_count": 0,
+                    "key_columns": list(table.primary_key), "batches_applied": []}
+        (staged / MIRROR_METADATA_FILE).write_text(json.dumps(metadata, sort_keys=True))
+        publish_directory(location, staged, f"empty-{staged.name}")
+        made.append(table_id)
+    return made
 
 
 def update_mirrors(

@@ -59,7 +59,7 @@ def check_batch(lake_root: Path, source: str, table_id: str, batch_id: int, *, m
         problems.append(f"{rows.num_rows} rows exceed the limit of {max_rows}")
     if problems:
         raise DataQualityError(f"CDC batch check failed for {where}: " + "; ".join(problems))
-    figures = {"rows": rows.num_rows, "ops": manifest.get("ops", {})}
+    figures = {"rows": rows.num_rows, "ops": manifest.get("ops", {}), "special_values": manifest.get("special_values", {})}
     _write_record(lake_root, source, table_id, batch_id, figures)
     return figures
 

@@ -91,6 +91,9 @@ def pickup_sink_files(
                 if line and line != b"null":  # sinks write a tombstone's null value as "null"
                     builder.add_json(None, None, line)
     batch_id, rows = land_builder(builder, lake_root, config.source)
+    from dagfoundry.cdc.mirror import publish_empty_mirrors
+
+    publish_empty_mirrors(lake_root, config.source, schemas)
     write_picked_files(lake_root, config.source, picked | {str(p.relative_to(sink_dir)) for p in files})
     return CaptureResult(config.source, batch_id, rows, f"picked_up_{len(files)}_files", time.monotonic() - started)
 

@@ -130,7 +130,7 @@ def plan_merge(
     if delete_mode not in DELETE_MODES:
         raise SnowflakeMergeError(f"target {target_table}: delete_mode {delete_mode!r} is not one of hard, soft")
     target = quote_table(target_table, what="target table")
-    missing = [c for c in (*landing.METADATA_COLUMNS, *key_columns) if c not in schema.names]
+    missing = [c for c in (*landing.REQUIRED_METADATA, *key_columns) if c not in schema.names]
     if missing:
         raise SnowflakeMergeError(f"target {target_table}: landed batch lacks columns {missing}")
     if not key_columns:
@@ -318,6 +318,7 @@ def merge_landed_batches(
             return result
         rows = read_landed_batches(lake_root, source, table_id, todo)
         _refuse_truncate(rows, target_table, table_id)
+        _refuse_unavailable(rows, target_table, table_id)
         plan = plan_merge(target_table=target_table, schema=rows.schema, key_columns=key_columns,
                           delete_mode=delete_mode, watermark_table=watermark_table)
         cursor.execute(create_target_sql(plan))
@@ -344,6 +345,17 @@ def _refuse_truncate(rows: pa.Table, target_table: str, table_id: str) -> None:
         raise SnowflakeMergeError(
             f"{target_table}: the source table {table_id} was truncated; truncate {target_table} in Snowflake, "
             "set its watermark to the marker's batch and re-snapshot the table (the MERGE does not apply truncates)"
+        )
+
+
+def _refuse_unavailable(rows: pa.Table, target_table: str, table_id: str) -> None:
+    """Fail on values Debezium did not send (unchanged TOAST): the MERGE would write NULL."""
+    if landing.UNAVAILABLE in rows.column_names and rows.column(landing.UNAVAILABLE).null_count < rows.num_rows:
+        counts = landing.count_unavailable_values(rows)
+        raise SnowflakeMergeError(
+            f"{target_table}: {table_id} has updates without the unchanged TOASTed values of {sorted(counts)} "
+            f"({counts}); the MERGE would overwrite them with NULL. Set REPLICA IDENTITY FULL on the source table "
+            "(capture.replica_identity_full) and re-snapshot it; the lake mirror carries such values forward"
         )
 
 

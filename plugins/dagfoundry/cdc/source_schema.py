@@ -55,6 +55,8 @@ class SourceColumn:
     kind: str
     precision: int | None = None
     scale: int | None = None
+    #: the column has a DEFAULT (rows existing when it was added read as that default)
+    has_default: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ def arrow_type(column: SourceColumn) -> pa.DataType:
         "date": pa.date32(),
         "timestamp": pa.timestamp("us"),
         "timestamptz": pa.timestamp("us", tz="UTC"),
-        "time": pa.time64("us"),
+        # Spark has no TIME type; microseconds since midnight also hold 24:00:00.
+        "time": pa.int64(),
         "binary": pa.binary(),
         "string": pa.string(),
     }
@@ -105,7 +108,8 @@ def arrow_type(column: SourceColumn) -> pa.DataType:
 _COLUMNS_SQL = """
 SELECT n.nspname || '.' || c.relname, a.attname, t.typname,
        CASE WHEN t.typname = 'numeric' AND a.atttypmod > 0 THEN ((a.atttypmod - 4) >> 16) & 65535 END,
-       CASE WHEN t.typname = 'numeric' AND a.atttypmod > 0 THEN (a.atttypmod - 4) & 65535 END
+       CASE WHEN t.typname = 'numeric' AND a.atttypmod > 0 THEN (a.atttypmod - 4) & 65535 END,
+       a.atthasdef OR a.atthasmissing
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -140,9 +144,9 @@ def fetch_table_schemas(config: CaptureConfig, connection: SourceConnection) -> 
     with psycopg2.connect(**connection.psycopg2_kwargs()) as conn, conn.cursor() as cur:
         cur.execute(_COLUMNS_SQL, (ids,))
         columns: dict[str, list[SourceColumn]] = {}
-        for table_id, name, pg_type, precision, scale in cur.fetchall():
+        for table_id, name, pg_type, precision, scale, has_default in cur.fetchall():
             kind = landing_kind(pg_type, precision, scale)
-            columns.setdefault(table_id, []).append(SourceColumn(name, pg_type, kind, precision, scale))
+            columns.setdefault(table_id, []).append(SourceColumn(name, pg_type, kind, precision, scale, bool(has_default)))
         cur.execute(_KEYS_SQL, (ids,))
         catalog_keys: dict[str, list[str]] = {}
         for table_id, name in cur.fetchall():

@@ -19,12 +19,15 @@ inside the task and never reach a return value.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dagfoundry.cdc.connector_config import CaptureConfig, SourceConnection
 from dagfoundry.cdc.embedded_capture import CaptureLimits
 from dagfoundry.errors import DagfoundryError
+
+log = logging.getLogger(__name__)
 
 
 class CaptureHealthError(DagfoundryError):
@@ -160,7 +163,13 @@ def report_capture_health(capture_summary: Mapping | None) -> dict:
     if summary.get("slot_failure"):
         problems.append(summary["slot_failure"])
     report = {"skipped_tables": sorted(summary.get("skipped_tables") or {}), "slot": summary.get("slot"),
-              "slot_warning": summary.get("slot_warning")}
+              "slot_warning": summary.get("slot_warning"), "special_values": summary.get("special_values") or {}}
+    if report["special_values"]:
+        # Not a failure: the values are kept (text in _df_special), but readers must know.
+        log.warning(
+            "CDC capture %s landed values outside the lake types as null with their text in _df_special: %s",
+            summary.get("source"), report["special_values"],
+        )
     if problems:
         raise CaptureHealthError("CDC capture needs attention:\n" + "\n".join(f"- {p}" for p in problems))
     return report

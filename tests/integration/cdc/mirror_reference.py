@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dagfoundry.cdc import landing
@@ -23,6 +24,11 @@ def reference_mirror(lake_root: Path, source: str, table_id: str, after: int | N
             key = tuple(event[k] for k in keys)
             if event[landing.DELETED]:
                 rows.pop(key, None)
-            else:
-                rows[key] = {k: v for k, v in event.items() if not k.startswith("_df_")}
+                continue
+            row = {k: v for k, v in event.items() if not k.startswith("_df_")}
+            # Values Debezium did not send (unchanged TOAST) keep the key's previous value.
+            for column in json.loads(event.get(landing.UNAVAILABLE) or "[]"):
+                if key in rows:
+                    row[column] = rows[key][column]
+            rows[key] = row
     return rows

@@ -164,6 +164,22 @@ def test_target_is_created_with_mapped_types_and_metadata(snowflake, tmp_path):
     assert types["ID"] == "NUMBER" and types["CUSTOMER"] == "TEXT" and types["_DF_DELETED"] == "BOOLEAN"
 
 
+def test_unsent_toast_values_are_refused_not_overwritten_with_null(snowflake, tmp_path):
+    land(tmp_path, 1, [("c", 1, "ann", "10.00", 1)])
+    merge(tmp_path)
+    table = pa.table({
+        "id": pa.array([1], pa.int64()), "customer": pa.array([None], pa.string()),
+        "amount": pa.array([Decimal("11.00")], pa.decimal128(12, 2)), landing.OP: ["u"],
+        landing.BATCH_ID: pa.array([2], pa.int64()), landing.SEQ: pa.array([0], pa.int64()),
+        landing.LSN: pa.array([2], pa.int64()), landing.SOURCE_TS_MS: pa.array([TS], pa.int64()),
+        landing.DELETED: [False], landing.UNAVAILABLE: ['["customer"]'],
+    })
+    landing.write_batch(tmp_path, SOURCE, TABLE, 2, table, ("id",))
+    with pytest.raises(SnowflakeMergeError, match=r"TOASTed values of \['customer'\].*REPLICA IDENTITY FULL"):
+        merge(tmp_path)
+    assert rows() == [(1, "ann", Decimal("10.00"))]
+
+
 def test_hostile_names_are_rejected_before_any_sql(tmp_path):
     schema = pa.schema([("id", pa.int64()), *[(c, pa.int64()) for c in landing.METADATA_COLUMNS]])
     with pytest.raises(SnowflakeMergeError, match="not a plain Snowflake identifier"):

@@ -35,7 +35,7 @@ def envelope(op, *, after=None, before=None, lsn=100, ts=1_700_000_000_000, tabl
 
 
 ROW = {"id": 1, "amount": "12.50", "raw": "1.000000001", "placed": "2024-01-02T03:04:05.123456Z",
-       "local": 1_704_164_645_123_456, "day": 19724, "note": "Zoë 東京", "tags": ["a", "é"], "blob": "AAE="}
+       "local": 1_704_164_645_123_456, "day": 19724, "note": "Zoë 東京", "tags": ["a", "é"], "blob": "0001"}
 
 
 def test_events_land_with_types_and_emission_order():
@@ -129,3 +129,74 @@ def test_an_open_initial_snapshot_is_tracked_until_its_last_record(batch):
     assert add("r", "last") is False
     assert add("r", "incremental") is False  # incremental snapshots resume from their offsets
     assert add("c", "false") is False
+
+
+SPECIAL_TABLE = SourceTable(
+    "public.odd",
+    (
+        SourceColumn("id", "int4", "int32"),
+        SourceColumn("n", "numeric", "decimal", 12, 3),
+        SourceColumn("nu", "numeric", landing_kind("numeric", None, None)),
+        SourceColumn("d", "float8", "float64"),
+        SourceColumn("dt", "date", "date"),
+        SourceColumn("tm", "time", "time"),
+        SourceColumn("ts", "timestamp", "timestamp"),
+        SourceColumn("tstz", "timestamptz", "timestamptz"),
+    ),
+    ("id",),
+)
+#: values as Debezium 3.6 sends them (observed on PostgreSQL 15: snapshot and streaming)
+ODD_ROWS = [
+    {"id": 1, "n": "NAN", "nu": "POSITIVE_INFINITY", "d": "NaN", "dt": -622_191_234, "tm": 86_400_000_000,
+     "ts": 9_223_372_036_825_200_000, "tstz": "infinity"},
+    {"id": 2, "n": "1.500", "nu": "NEGATIVE_INFINITY", "d": "-Infinity", "dt": -2_147_472_691, "tm": 0,
+     "ts": -9_223_372_036_832_400_000, "tstz": "-infinity"},
+    {"id": 3, "n": None, "nu": "NAN", "d": 1.5, "dt": 6_585_322, "tm": 45_296_789_000,
+     "ts": 568_971_820_800_000_000, "tstz": "+20000-01-01T00:00:00.000000Z"},
+    {"id": 4, "n": "2.000", "nu": "7", "d": 2.5, "dt": 2_932_896, "tm": None,
+     "ts": 253_402_300_799_999_999, "tstz": "9999-12-31T23:59:59.999999Z"},
+]
+
+
+@pytest.mark.parametrize("only_dates", [False, True], ids=["python-path", "arrow-path"])
+def test_special_values_land_losslessly(only_dates):
+    builder = ChangeBatchBuilder("shop", {"public.odd": SPECIAL_TABLE})
+    for row in ODD_ROWS:
+        # Without float strings the struct conversion succeeds and only some columns fall back.
+        image = {**row, "d": 1.0} if only_dates else row
+        builder.add_json("shop.public.odd", None, envelope("c", after=image, table="odd"))
+    rows = builder.to_arrow("public.odd", 1).to_pylist()
+    specials = [json.loads(r[landing.SPECIAL]) if r[landing.SPECIAL] else None for r in rows]
+    assert specials[0] == {"n": "NaN", "dt": "infinity", "ts": "infinity", "tstz": "infinity"}
+    assert specials[1] == {"dt": "-infinity", "ts": "-infinity", "tstz": "-infinity"}
+    assert specials[2] == {"dt": "+20000-01-01", "ts": "+20000-01-01T00:00:00", "tstz": "+20000-01-01T00:00:00.000000Z"}
+    assert specials[3] is None
+    assert [r["n"] for r in rows] == [None, Decimal("1.500"), None, Decimal("2.000")]
+    assert [r["nu"] for r in rows] == ["Infinity", "-Infinity", "NaN", "7"]
+    assert [r["tm"] for r in rows] == [86_400_000_000, 0, 45_296_789_000, None]
+    assert rows[3]["dt"] == dt.date(9999, 12, 31) and rows[3]["ts"] == dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
+    assert all(rows[i][c] is None for i in range(3) for c in ("dt", "ts", "tstz"))
+    if not only_dates:
+        floats = [r["d"] for r in rows]
+        assert floats[0] != floats[0] and floats[1] == float("-inf") and floats[2:] == [1.5, 2.5]
+
+
+def test_special_values_are_counted_in_the_manifest(tmp_path):
+    builder = ChangeBatchBuilder("shop", {"public.odd": SPECIAL_TABLE})
+    for row in ODD_ROWS:
+        builder.add_json("shop.public.odd", None, envelope("c", after=row, table="odd"))
+    landing.write_batch(tmp_path, "shop", "public.odd", 1, builder.to_arrow("public.odd", 1), ("id",))
+    assert landing.read_manifest(tmp_path, "shop", "public.odd", 1)["special_values"] == {"n": 1, "dt": 3, "ts": 3, "tstz": 3}
+    assert landing.special_values_of(tmp_path, "shop", [1]) == {"public.odd": {"n": 1, "dt": 3, "ts": 3, "tstz": 3}}
+
+
+def test_unchanged_toast_values_land_null_and_listed():
+    placeholder = "__debezium_unavailable_value"
+    builder = ChangeBatchBuilder("shop", {"public.orders": TABLE})
+    builder.add_json("shop.public.orders", None, envelope("u", after={**ROW, "note": placeholder, "tags": [placeholder],
+                                                                      "blob": placeholder}))
+    builder.add_json("shop.public.orders", None, envelope("u", after={**ROW, "note": None}))
+    rows = builder.to_arrow("public.orders", 1).to_pylist()
+    assert rows[0]["note"] is None and rows[0]["tags"] is None and rows[0]["blob"] is None
+    assert json.loads(rows[0][landing.UNAVAILABLE]) == ["note", "tags", "blob"]
+    assert rows[1][landing.UNAVAILABLE] is None and rows[1]["note"] is None and rows[1]["blob"] == b"\x00\x01"

@@ -46,7 +46,7 @@ def test_a_published_batch_is_immutable(tmp_path):
 
 def test_quality_check_passes_and_reports_figures(tmp_path):
     landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, 2], 1), ("id",))
-    assert check_batches(tmp_path, "shop", [1]) == {"public.a": {"1": {"rows": 2, "ops": {"c": 2}}}}
+    assert check_batches(tmp_path, "shop", [1]) == {"public.a": {"1": {"rows": 2, "ops": {"c": 2}, "special_values": {}}}}
 
 
 def test_null_key_fails_the_quality_check_with_figures(tmp_path):
