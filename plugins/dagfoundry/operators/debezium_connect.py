@@ -5,11 +5,15 @@ They are thin: the REST calls and the retry policy live in :class:`DebeziumConne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook, BaseOperator
 
 from dagfoundry.hooks.debezium_connect import (
+    RETRYABLE_STATUSES,
+    ConnectorConfigInvalidError,
     DebeziumConnectHook,
     DebeziumConnectHookMixin,
     KafkaConnectError,
@@ -18,6 +22,33 @@ from dagfoundry.hooks.debezium_connect import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+_Execute = TypeVar("_Execute", bound=Callable[..., Any])
+
+
+def fails_at_once_on_client_errors(execute: _Execute) -> _Execute:
+    """Turn the Kafka Connect answers a retry cannot change into ``AirflowFailException``.
+
+    A rejected config, an unknown connector (404) or a bad request (400) stays so on the next
+    try: failing at once spares the minutes of task retries. Server errors, a rebalance (409)
+    and no answer at all keep the task's retries.
+    """
+
+    @functools.wraps(execute)
+    def run(self: Any, context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return execute(self, context)
+        except ConnectorConfigInvalidError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except KafkaConnectError as exc:
+            status = exc.status_code
+            if status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUSES:
+                raise AirflowFailException(str(exc)) from exc
+            raise
+
+    return run  # type: ignore[return-value]
 
 # Debezium's JDBC-style options, filled from the source database's Airflow connection.
 # The password is always taken from the connection; the others only when the config lacks them.
@@ -84,6 +115,7 @@ class DebeziumConnectorDeployOperator(_ConnectorOperator):
         self.source_conn_id = source_conn_id
         self.validate_first = validate_first
 
+    @fails_at_once_on_client_errors
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate and upsert the connector; return whether it was created."""
         config = self.complete_config()
@@ -127,6 +159,7 @@ class DebeziumConnectorRestartOperator(_ConnectorOperator):
         super().__init__(**kwargs)
         self.only_failed = only_failed
 
+    @fails_at_once_on_client_errors
     def execute(self, context: Context) -> dict[str, Any]:
         """Send the restart and report what the worker says."""
         if self.only_failed:
@@ -169,6 +202,7 @@ class DebeziumConnectorResetOffsetsOperator(_ConnectorOperator):
         self.stop_timeout = stop_timeout
         self.poll_interval = poll_interval
 
+    @fails_at_once_on_client_errors
     def execute(self, context: Context) -> str:
         """Run stop -> wait -> reset/alter -> resume."""
         return self.hook.reset_offsets(
@@ -194,6 +228,7 @@ class DebeziumConnectorStateOperator(_ConnectorOperator):
         super().__init__(**kwargs)
         self.action = action
 
+    @fails_at_once_on_client_errors
     def execute(self, context: Context) -> None:
         """Send the state change."""
         if self.action not in self.ACTIONS:
@@ -248,6 +283,7 @@ class DebeziumResnapshotOperator(_ConnectorOperator):
         self.captured_tables = captured_tables
         self.database = database
 
+    @fails_at_once_on_client_errors
     def execute(self, context: Context) -> dict[str, Any]:
         """Verify the connector, then insert the signal row."""
         import hashlib

@@ -223,9 +223,27 @@ def test_deploy_refuses_an_invalid_config_before_touching_the_connector(connect)
         task_id="deploy", connector_name=NAME, config={"connector.class": CONFIG["connector.class"]},
         kafka_connect_conn_id="kafka_connect_test",
     )
-    with pytest.raises(ConnectorConfigInvalidError, match="topic.prefix"):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # A rejected config stays rejected: the task fails at once instead of retrying for minutes.
+    with pytest.raises(AirflowFailException, match="topic.prefix") as caught:
         op.execute({})
+    assert isinstance(caught.value.__cause__, ConnectorConfigInvalidError)
     assert NAME not in connect.connectors
+
+
+def test_operator_on_an_unknown_connector_fails_at_once_and_a_server_error_keeps_the_retries(connect):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    restart = DebeziumConnectorRestartOperator(task_id="restart", connector_name="missing",
+                                               kafka_connect_conn_id="kafka_connect_test")
+    with pytest.raises(AirflowFailException, match="'missing'.*404"):
+        restart.execute({})
+
+    connect.add_fault("POST", "/connectors/missing/restart", 503, message="worker busy", times=10)
+    with pytest.raises(KafkaConnectError) as caught:
+        restart.execute({})
+    assert not isinstance(caught.value, AirflowFailException) and caught.value.status_code == 503
 
 
 def test_names_cannot_escape_their_path_segment(hook, connect):
