@@ -58,6 +58,22 @@ def feature_dates_of_run(params: dict, data_interval_start: Any, run_after: Any)
     return day, day
 
 
+def chunk_summaries(pulled: Any) -> list[dict]:
+    """Return the chunks' publish summaries from an ``xcom_pull`` of the mapped ``publish`` task.
+
+    One chunk comes back as its value, several as a list. On a real scheduler with a PostgreSQL
+    metadata database a summary was seen to come back as its JSON text (``materialize_online``
+    then failed with "'str' object has no attribute 'get'"), so text is decoded here.
+    """
+    import json
+
+    if pulled is None:
+        return []
+    items = [pulled] if isinstance(pulled, (dict, str)) else list(pulled)
+    decoded = [json.loads(item) if isinstance(item, str) else item for item in items]
+    return [item for item in decoded if item]
+
+
 @register_kind("feature_backfill", FeatureBackfillSpec)
 def build_feature_backfill(loaded: LoadedSpec) -> Any:
     """Build the feature DAG of one spec."""
@@ -121,7 +137,8 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
                 **submit_options(spec.spark),
             )
 
-            @task(task_id="publish")
+            # One XCom per chunk: a ``-> dict`` task would also push each key (inferred multiple_outputs).
+            @task(task_id="publish", multiple_outputs=False)
             def publish(job: dict) -> dict:
                 from dagfoundry.features.compute import publish_feature_job
                 from dagfoundry.settings import lake_root
@@ -136,10 +153,8 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
             from dagfoundry.settings import lake_root
 
             root = str(lake_root())
-            results = ti.xcom_pull(task_ids="compute_features.publish") or []  # every chunk's summary
-            if isinstance(results, dict):  # one chunk: Airflow returns its value, not a list of one
-                results = [results]
-            published = sorted(d for r in results if r for d in r.get("published", []))
+            results = chunk_summaries(ti.xcom_pull(task_ids="compute_features.publish"))
+            published = sorted(d for r in results for d in r.get("published", []))
             online = materialize_newest(spec.definition(root), root, published)
             if published:  # an event says "published": none when every date was skipped
                 extra = {"dates": len(published), "first": published[0], "last": published[-1],

@@ -31,6 +31,8 @@ def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
         "materialize_online",
     ]
     assert set(dag.get_task("materialize_online").upstream_task_ids) == {"compute_features.publish"}
+    # each chunk pushes one summary, not one XCom per key (materialize_online pulls them all)
+    assert dag.get_task("compute_features.publish").multiple_outputs is False
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert [a.name for a in dag.get_task("materialize_online").outlets] == [f"{dag.dag_id}.published"]
     assert "`features.user_features`" in dag.doc_md
@@ -106,3 +108,15 @@ def test_the_readme_backfill_command_covers_the_days_it_states():
     feature_dates = [r.data_interval.start.date() for r in runs]
     first, last = (dt.date.fromisoformat(d) for d in stated.groups())
     assert feature_dates == [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def test_chunk_summaries_accept_one_value_a_list_and_json_text():
+    from dagfoundry.factories.feature_backfill import chunk_summaries
+
+    summary = {"published": ["2025-03-01"], "view": "v"}
+    assert chunk_summaries(None) == []
+    assert chunk_summaries(summary) == [summary]
+    assert chunk_summaries([summary, None, summary]) == [summary, summary]
+    # as seen on a real scheduler with a PostgreSQL metadata database
+    assert chunk_summaries('{"published": ["2025-03-01"], "view": "v"}') == [summary]
+    assert chunk_summaries(['{"published": ["2025-03-01"], "view": "v"}']) == [summary]
