@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dagfoundry.hooks.debezium_connect import DebeziumConnectHook, KafkaConnectError
+from dagfoundry.hooks.debezium_connect import DebeziumConnectHook
 from dagfoundry.operators.debezium_connect import DebeziumResnapshotOperator
 from tests.fakes.kafka_connect import FakeKafkaConnect
 
@@ -72,9 +72,12 @@ def test_resnapshot_inserts_one_signal_even_when_retried(connect, postgres_schem
     assert json.loads(got[0][2]) == {"data-collections": ["public.orders"], "type": "incremental"}
 
 
-def test_unknown_connector_fails_before_any_signal(connect, postgres_schema):
+def test_unknown_connector_fails_at_once_before_any_signal(connect, postgres_schema):
+    from airflow.sdk.exceptions import AirflowFailException
+
     conn, schema = postgres_schema
-    with pytest.raises(KafkaConnectError, match="No status found for connector typo"):
+    # A 404 stays a 404 on the next try: the task fails without spending its retries.
+    with pytest.raises(AirflowFailException, match="No status found for connector typo"):
         operator(schema, connector="typo").execute({})
     with conn.cursor() as cur:
         cur.execute(f'SELECT count(*) FROM "{schema}".debezium_signal')
