@@ -8,7 +8,10 @@ lists in ``outlets`` whenever the task succeeds, changed or not; so the publishi
 one :class:`~airflow.sdk.AssetAlias` instead (:func:`publication_alias`) and adds an event per
 Asset that really changed, with its figures in the extra (:func:`emit_published`). A run that
 publishes nothing emits nothing, and a run that publishes one table emits that table's event.
-Airflow creates an Asset on its first event if no DAG scheduled on it made it known before.
+The task also lists those Assets as ``inlets`` (it reads what it replaces), so the
+dag-processor registers them before the first event: left to Airflow 3.3, two runs emitting a
+new Asset's first event at once both create it, and the loser's task is set to failed on the
+unique-name violation (seen with a parallel backfill on a PostgreSQL metadata database).
 """
 
 from __future__ import annotations
@@ -30,6 +33,16 @@ def publication_alias(dag_id: str) -> Any:
     from airflow.sdk import AssetAlias
 
     return AssetAlias(publication_alias_name(dag_id))
+
+
+def publication_ports(dag_id: str, asset_names: list[str]) -> dict[str, Any]:
+    """Return the ``outlets`` and ``inlets`` of a DAG's publishing task.
+
+    :param asset_names: every Asset the task may emit an event of
+    """
+    from airflow.sdk import Asset
+
+    return {"outlets": [publication_alias(dag_id)], "inlets": [Asset(name) for name in sorted(set(asset_names))]}
 
 
 def emit_published(outlet_events: Any, dag_id: str, asset_name: str, extra: dict[str, Any]) -> None:

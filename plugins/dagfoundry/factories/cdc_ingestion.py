@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import task
 
-from dagfoundry.assets import emit_published, mirror_asset_name, publication_alias
+from dagfoundry.assets import emit_published, mirror_asset_name, publication_ports
 from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
@@ -90,7 +90,7 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
             name=f"dagfoundry-cdc-mirror-{spec.name}",
             **submit_options(spec.spark),
         )
-        publish = _publish_mirror(spec.name, config.source, plan, ingest_tail)
+        publish = _publish_mirror(spec.name, config.source, table_ids, plan, ingest_tail)
         quality >> plan >> spark >> publish
         health = _capture_health(ingest_tail)
         publish >> health
@@ -298,8 +298,10 @@ def _plan_mirror(source: str, table_ids: list[str], max_rows: int | None) -> Any
     return plan_mirror()
 
 
-def _publish_mirror(dag_id: str, source: str, plan: Any, capture_summary: Any) -> Any:
-    @task(task_id="publish_mirror", outlets=[publication_alias(dag_id)])
+def _publish_mirror(dag_id: str, source: str, table_ids: list[str], plan: Any, capture_summary: Any) -> Any:
+    mirrors = [mirror_asset_name(source, t) for t in table_ids]
+
+    @task(task_id="publish_mirror", **publication_ports(dag_id, mirrors))
     def publish_mirror(plan_path: str, summary: dict | None = None, outlet_events: Any = None) -> dict:
         from dagfoundry.cdc.tasks import publish_mirror as publish
 
