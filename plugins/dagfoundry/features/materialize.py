@@ -76,12 +76,7 @@ def materialize_latest(
 
     :raises NoOfflinePartitionError: when the view has no partition yet
     """
-    latest = latest_feature_date(lake_root, defn.name)
-    if latest is None:
-        raise NoOfflinePartitionError(
-            f"feature view {defn.name!r} has no offline partition under {offline_path(lake_root, defn.name)}; "
-            "run the feature computation first"
-        )
+    latest = _latest_partition(defn, lake_root)
     store = store or open_online_store(defn.online)
     result = materialize_partition(defn, lake_root, latest, store)
     store.mark_materialized(defn.name, latest)
@@ -101,12 +96,7 @@ def materialize_newest(
         "written": 0, "skipped": reason}`` when the store was left alone
     :raises NoOfflinePartitionError: when the view has no partition yet
     """
-    latest = latest_feature_date(lake_root, defn.name)
-    if latest is None:
-        raise NoOfflinePartitionError(
-            f"feature view {defn.name!r} has no offline partition under {offline_path(lake_root, defn.name)}; "
-            "run the feature computation first"
-        )
+    latest = _latest_partition(defn, lake_root)
     store = store or open_online_store(defn.online)
     held = store.materialized_date(defn.name)
     if held is not None and (latest < held or (latest == held and latest not in published)):
@@ -116,3 +106,14 @@ def materialize_newest(
     result = materialize_partition(defn, lake_root, latest, store)
     store.mark_materialized(defn.name, latest)
     return result
+
+
+def _latest_partition(defn: FeatureViewDefinition, lake_root: str | Path) -> str:
+    """Return the view's latest live feature date; raise ``NoOfflinePartitionError`` when it has none."""
+    latest = latest_feature_date(lake_root, defn.name)
+    if latest is None:
+        raise NoOfflinePartitionError(
+            f"feature view {defn.name!r} has no offline partition under {offline_path(lake_root, defn.name)}; "
+            "run the feature computation first"
+        )
+    return latest
