@@ -94,8 +94,13 @@ def materialize_newest(
     :param published: the feature dates the run published (a re-run of the held date writes it again)
     :return: what :func:`materialize_partition` returns, or ``{"view", "feature_date", "rows": 0,
         "written": 0, "skipped": reason}`` when the store was left alone
-    :raises NoOfflinePartitionError: when the view has no partition yet
+    :raises NoOfflinePartitionError: when the run published dates but the view has no partition
     """
+    if not published and latest_feature_date(lake_root, defn.name) is None:
+        # A scheduled day without source data on a new view: nothing to serve yet, nothing wrong.
+        reason = "the view has no offline partition yet and this run published nothing"
+        log.info("Online store of %s left alone: %s", defn.name, reason)
+        return {"view": defn.name, "feature_date": None, "rows": 0, "written": 0, "skipped": reason}
     latest = _latest_partition(defn, lake_root)
     store = store or open_online_store(defn.online)
     held = store.materialized_date(defn.name)

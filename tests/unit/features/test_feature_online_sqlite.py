@@ -134,3 +134,14 @@ def test_a_newer_partition_is_materialized_and_recorded(lake, tmp_path):
     assert (result["feature_date"], result["written"]) == ("2024-05-11", 1)
     store.mark_materialized("users", "2024-05-09")
     assert store.materialized_date("users") == "2024-05-11", "an older mark never replaces a newer one"
+
+
+def test_a_run_that_published_nothing_on_a_new_view_skips_and_one_that_published_needs_a_partition(tmp_path):
+    from dagfoundry.features.materialize import materialize_newest
+
+    empty_lake, store = tmp_path / "lake", SqliteOnlineStore(tmp_path / "online.db")
+    # The scheduled run of a day without source data, before any backfill: no failure, no write.
+    result = materialize_newest(VIEW, empty_lake, [], store)
+    assert result["skipped"] and result["written"] == 0 and store.materialized_date("users") is None
+    with pytest.raises(NoOfflinePartitionError, match="'users' has no offline partition"):
+        materialize_newest(VIEW, empty_lake, ["2024-05-10"], store)
