@@ -9,6 +9,8 @@
 - A column widened (int -> bigint) between two batches that are mirrored together (the
   mirror step between them did not run) is mirrored at the wider type.
 - A table empty at snapshot time has an empty mirror with its columns.
+- An explicit NULL in a column with a DEFAULT lands as NULL (Kafka Connect's JSON converter
+  writes a field's default in place of a null unless told not to).
 - A mirror step killed (SIGKILL of the Spark driver, then of the task after publishing one
   table of two) between batches from before and after an ALTER (add column with a default,
   drop column, int -> bigint): the next run mirrors everything and mirror = source.
@@ -31,10 +33,11 @@ from dagfoundry.cdc.mirror import read_mirror_state, update_mirrors
 pytestmark = pytest.mark.integration
 
 #: slot names are cluster-wide: this module's prefixes (branch and test), unique per run
-SLOT_PREFIXES = ("dagfoundry_cdcfix_toast_", "dagfoundry_cdcfix_schema_", "dagfoundry_cdcfix_kill_")
+SLOT_PREFIXES = ("dagfoundry_cdcfix_toast_", "dagfoundry_cdcfix_schema_", "dagfoundry_cdcfix_kill_", "dagfoundry_cdcfix_nulls_")
 SOURCE = f"cdcfix_toast_{uuid.uuid4().hex[:8]}"
 SCHEMA_SOURCE = f"cdcfix_schema_{uuid.uuid4().hex[:8]}"
 KILL_SOURCE = f"cdcfix_kill_{uuid.uuid4().hex[:8]}"
+NULLS_SOURCE = f"cdcfix_nulls_{uuid.uuid4().hex[:8]}"
 SIGNAL_TABLE = "public.dagfoundry_cdc_signal"
 TOAST_COLUMNS = ("body", "doc", "blob", "tags")
 
@@ -57,14 +60,15 @@ def lake(cdc_database, source_sql, tmp_path_factory):
     _drop_own_slots(source_sql)
     workdir = tmp_path_factory.mktemp("cdc-toast")
     yield {"workdir": workdir, "lake_root": workdir / "lake", "dbname": cdc_database}
-    for slot in (f"dagfoundry_{SOURCE}", f"dagfoundry_{SCHEMA_SOURCE}", f"dagfoundry_{KILL_SOURCE}"):
+    for slot in (f"dagfoundry_{SOURCE}", f"dagfoundry_{SCHEMA_SOURCE}", f"dagfoundry_{KILL_SOURCE}",
+                 f"dagfoundry_{NULLS_SOURCE}"):
         source_sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s AND active", (slot,))
         source_sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
 
 
 def _capture(lake, tables: list[str], source: str = SOURCE) -> dict:
     job = {"source": source, "dbname": lake["dbname"], "lake_root": str(lake["lake_root"]),
-           "signal_table": SIGNAL_TABLE if source in (SCHEMA_SOURCE, KILL_SOURCE) else None,
+           "signal_table": SIGNAL_TABLE if source in (SCHEMA_SOURCE, KILL_SOURCE, NULLS_SOURCE) else None,
            "tables": [[*t.split("."), ["id"]] for t in tables], "limits": {"idle_seconds": 3, "max_seconds": 120}}
     code, summary, err = run_capture(job, lake["workdir"])
     assert code == 0, f"capture failed ({code}): {err[-3000:]}"
@@ -264,3 +268,15 @@ def test_mirror_killed_between_batches_before_and_after_an_alter(lake, source_sq
     assert str(schema.field("v").type) == "int64" and "gone" not in schema.names and "tag" in schema.names
     reference = reference_mirror(lake_root, KILL_SOURCE, "public.morphing")
     assert len(reference) == len(_evolving(source_sql, "public.morphing"))
+
+
+def test_explicit_null_in_a_column_with_a_default_stays_null(lake, source_sql):
+    source_sql("CREATE TABLE public.defaults (id int PRIMARY KEY, flag boolean DEFAULT true, note text DEFAULT 'x', "
+               "n int NOT NULL DEFAULT 5)")
+    source_sql("INSERT INTO public.defaults VALUES (1, NULL, NULL, 1), (2, DEFAULT, DEFAULT, DEFAULT)")
+    _capture(lake, ["public.defaults"], NULLS_SOURCE)  # the snapshot
+    source_sql("INSERT INTO public.defaults VALUES (3, NULL, NULL, 3), (4, DEFAULT, DEFAULT, DEFAULT)")
+    source_sql("UPDATE public.defaults SET flag = NULL, note = NULL WHERE id = 2")
+    _capture(lake, ["public.defaults"], NULLS_SOURCE)  # streaming
+    reference = {k[0]: (r["flag"], r["note"], r["n"]) for k, r in reference_mirror(lake["lake_root"], NULLS_SOURCE, "public.defaults").items()}
+    assert reference == {1: (None, None, 1), 2: (None, None, 5), 3: (None, None, 3), 4: (True, "x", 5)}
