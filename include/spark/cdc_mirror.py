@@ -18,6 +18,8 @@ Self-contained on purpose: the driver cannot import the ``dagfoundry`` package.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 
 BATCH_ID, SEQ, DELETED, OP = "_df_batch_id", "_df_seq", "_df_deleted", "_df_op"
@@ -25,6 +27,7 @@ TRUNCATE_OP = "t"
 LSN, SOURCE_TS_MS, SPECIAL = "_df_lsn", "_df_source_ts_ms", "_df_special"
 UNAVAILABLE = "_df_unavailable"
 MIRROR_METADATA = (BATCH_ID, SEQ, LSN, SOURCE_TS_MS)
+FAILPOINT_ENV = "DAGFOUNDRY_CDC_MIRROR_FAILPOINT"  # dagfoundry.cdc.mirror.FAILPOINT_ENV
 
 
 def fail(message: str) -> None:
@@ -180,6 +183,13 @@ def drop_truncated(combined):
     return combined.where(newer & (F.col(OP).isNull() | (F.col(OP) != TRUNCATE_OP)))
 
 
+def reach_failpoint(point: str, table_id: str) -> None:
+    """Die by SIGKILL (tests' fault injection) when ``point`` is armed for ``table_id``."""
+    name, _, only = os.environ.get(FAILPOINT_ENV, "").partition("@")
+    if name == point and (not only or only == table_id):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         fail("usage: cdc_mirror.py <plan.json>")
@@ -208,6 +218,7 @@ def main(argv: list[str]) -> None:
         )
         results[table["table_id"]] = {"row_count": rows}
         mirror.unpersist()
+        reach_failpoint("after_stage", table["table_id"])
     with open(plan["result_path"], "w", encoding="utf-8") as handle:
         json.dump(results, handle)
     spark.stop()

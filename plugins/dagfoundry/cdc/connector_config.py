@@ -218,6 +218,10 @@ def debezium_properties(
         "lsn.flush.mode": "connector",
         "key.converter.schemas.enable": "false",
         "value.converter.schemas.enable": "false",
+        # Kafka Connect's JSON converter writes a column's DEFAULT in place of an explicit
+        # NULL unless told not to: a NULL in `flag boolean DEFAULT true` would land as true.
+        "key.converter.replace.null.with.default": "false",
+        "value.converter.replace.null.with.default": "false",
     }
     keyed = [t for t in config.tables if t.primary_key]
     if keyed:
@@ -243,6 +247,7 @@ def debezium_properties(
                 # Offsets are marked only after a batch is landed, then flushed at once.
                 "offset.flush.interval.ms": "0",
                 "converter.schemas.enable": "false",
+                "converter.replace.null.with.default": "false",
                 # A delete event carries the key already; tombstones only serve Kafka compaction.
                 "tombstones.on.delete": "false",
                 # Fail instead of retrying forever, so a task reports the reason.

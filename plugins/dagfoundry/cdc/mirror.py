@@ -15,6 +15,10 @@ the middle one:
    atomically: readers see the previous mirror or the new one, never a mix.
 
 :func:`update_mirrors` runs all three (through the provider's ``SparkSubmitHook``).
+
+Fault injection (tests): ``DAGFOUNDRY_CDC_MIRROR_FAILPOINT=<point>[@<schema.table>]`` makes
+the process die by SIGKILL at ``after_stage`` (the Spark driver, once that table is staged)
+or ``after_publish`` (this process, once that table is published, before the next one).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from dagfoundry.cdc import landing
 from dagfoundry.errors import DagfoundryError, LakePublishError
+from dagfoundry.lake import failpoints
 from dagfoundry.lake.publish import STAGING_DIR, LakeLocation, publish_directory
 
 if TYPE_CHECKING:
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 MIRROR_DIR = "mirror"
 MIRROR_METADATA_FILE = "_dagfoundry_mirror.json"
 PLANS_DIR = "cdc-mirror-plans"
+#: fail points for tests (see the module docstring); the Spark application reads it too
+FAILPOINT_ENV = "DAGFOUNDRY_CDC_MIRROR_FAILPOINT"
 _TARGET_FILE_BYTES = 128 * 1024 * 1024
 
 
@@ -181,6 +188,7 @@ def publish_mirror_plan(plan_path: str | None) -> dict:
             publish_directory(mirror_location(lake_root, source, table_id), staged, f"batch-{entry['last_batch_id']}-{staged.name}")
         except LakePublishError as exc:
             raise MirrorError(f"mirror {source}/{table_id}: {exc}") from exc
+        failpoints.reach(FAILPOINT_ENV, "after_publish", table_id)
         summary[table_id] = {"last_batch_id": entry["last_batch_id"], "row_count": footer_rows, "batches_applied": len(entry["batch_ids"])}
     return {"tables": summary}
 

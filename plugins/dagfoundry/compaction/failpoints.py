@@ -2,16 +2,15 @@
 
 Set ``DAGFOUNDRY_COMPACTION_FAILPOINT`` to ``<point>`` or ``<point>@<table>/<partition>``
 and the process kills itself with SIGKILL when it reaches that point (for that partition):
-no ``finally`` blocks, no atexit, exactly like a lost worker. Unset, a check costs one
-environment lookup. Points: ``after_write``, ``after_verify``, ``during_publish`` (late
-files linked and marker written, before the exchange), ``after_exchange`` (the exchange
-done, the replaced directory not yet moved to the trash).
+no ``finally`` blocks, no atexit, exactly like a lost worker (the mechanism is
+:mod:`dagfoundry.lake.failpoints`). Points: ``after_write``, ``after_verify``,
+``during_publish`` (late files linked and marker written, before the exchange),
+``after_exchange`` (the exchange done, the replaced directory not yet moved to the trash).
 """
 
 from __future__ import annotations
 
-import os
-import signal
+from dagfoundry.lake import failpoints
 
 ENV_VAR = "DAGFOUNDRY_COMPACTION_FAILPOINT"
 POINTS = ("after_write", "after_verify", "during_publish", "after_exchange")
@@ -19,9 +18,4 @@ POINTS = ("after_write", "after_verify", "during_publish", "after_exchange")
 
 def reach(point: str, key: str) -> None:
     """Kill this process if the fail point ``point`` is armed for partition ``key``."""
-    armed = os.environ.get(ENV_VAR)
-    if not armed:
-        return
-    name, _, only = armed.partition("@")
-    if name == point and (not only or only == key):
-        os.kill(os.getpid(), signal.SIGKILL)
+    failpoints.reach(ENV_VAR, point, key)

@@ -1,4 +1,4 @@
-"""Run ``capture_runner.py`` (the embedded Debezium capture) in a child process.
+"""Run ``capture_runner.py`` (the embedded Debezium capture) and ``mirror_runner.py`` in child processes.
 
 A module of its own (not conftest.py): several conftest modules exist, and
 ``from conftest import`` would bind whichever pytest imported last.
@@ -31,3 +31,25 @@ def run_capture(job: dict, workdir: Path, timeout: float = 240) -> tuple[int, di
     out, err = process.communicate(timeout=timeout)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     return process.returncode, (json.loads(lines[-1]) if process.returncode == 0 and lines else None), err
+
+
+MIRROR_RUNNER = Path(__file__).with_name("mirror_runner.py")
+
+
+def run_mirror(lake_root: Path, source: str, failpoint: str | None = None, timeout: float = 300) -> tuple[int, str]:
+    """Run a mirror update in a child process, optionally armed to die at ``failpoint``.
+
+    :return: (exit code, stderr); -9 when the child was SIGKILLed by its fail point
+    """
+    import os
+
+    from dagfoundry.cdc.mirror import FAILPOINT_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != FAILPOINT_ENV}
+    if failpoint:
+        env[FAILPOINT_ENV] = failpoint
+    process = subprocess.run(
+        [sys.executable, str(MIRROR_RUNNER), str(lake_root), source],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    return process.returncode, process.stderr

@@ -8,8 +8,13 @@ from pathlib import Path
 from dagfoundry.cdc import landing
 
 
-def reference_mirror(lake_root: Path, source: str, table_id: str, after: int | None = None) -> dict[tuple, dict]:
-    """Apply every landed batch of a table in emission order; return rows by key."""
+def reference_mirror(
+    lake_root: Path, source: str, table_id: str, after: int | None = None, *, with_special: bool = False
+) -> dict[tuple, dict]:
+    """Apply every landed batch of a table in emission order; return rows by key.
+
+    :param with_special: keep each row's ``_df_special`` (values no lake type holds)
+    """
     import pyarrow.parquet as pq
 
     rows: dict[tuple, dict] = {}
@@ -25,10 +30,10 @@ def reference_mirror(lake_root: Path, source: str, table_id: str, after: int | N
             if event[landing.DELETED]:
                 rows.pop(key, None)
                 continue
-            row = {k: v for k, v in event.items() if not k.startswith("_df_")}
+            row = {k: v for k, v in event.items() if not k.startswith("_df_") or (with_special and k == landing.SPECIAL)}
             # Values Debezium did not send (unchanged TOAST) keep the key's previous value.
             for column in json.loads(event.get(landing.UNAVAILABLE) or "[]"):
                 if key in rows:
-                    row[column] = rows[key][column]
+                    row[column] = rows[key].get(column)  # absent: added to the table since
             rows[key] = row
     return rows

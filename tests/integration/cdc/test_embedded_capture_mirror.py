@@ -1,23 +1,33 @@
 """End to end on real services: PostgreSQL (logical replication) -> embedded Debezium ->
 landing -> Spark mirror, over several runs of random changes, with the capture killed
-mid-batch, a crash between landing and offset commit, an incremental re-snapshot and an
-offsets reset. After every run the lake mirror equals the PostgreSQL table row for row.
+mid-batch, a crash between landing and offset commit, a mirror step killed between batches
+from before and after random ALTERs, an incremental re-snapshot and an offsets reset. After
+every run the lake mirror equals the PostgreSQL table row for row.
+
+The workload is drawn from a seed (printed; ``DAGFOUNDRY_CDC_SEED`` sets it): inserts,
+updates (some changing the key), deletes and NULLs on three tables, one of them with the
+common PostgreSQL types (numeric with NaN, unconstrained numeric with NaN/±Infinity, double
+with NaN/±Infinity, text with large TOASTed values and updates leaving them unchanged,
+jsonb, int[], uuid, timestamptz, date, time, enum), and random ALTERs between runs (add
+column with or without a default, drop column, int -> bigint).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import random
 import signal
+import string
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from capture_process import run_capture, start_capture
+from capture_process import run_capture, run_mirror, start_capture
 from mirror_reference import reference_mirror
 
 from dagfoundry.cdc import landing
@@ -33,10 +43,9 @@ pytestmark = pytest.mark.integration
 # Slot names are cluster-wide: a unique source keeps this test off other databases' slots.
 SOURCE = f"shop_{uuid.uuid4().hex[:8]}"
 SIGNAL_TABLE = "public.dagfoundry_cdc_signal"
-TABLES = {"public.accounts": ("id",), "public.pairs": ("region", "n")}
-JSON_COLUMNS = {"payload", "tags"}
+TABLES = {"public.accounts": ("id",), "public.pairs": ("region", "n"), "public.typed": ("id",)}
 TEXTS = ["Zoë", "ñandú", "東京", "Ünïcode ✓", "😀 emoji", "plain", "", "O'Brien \"q\"", "tab\tnew\nline"]
-SEED = int(os.environ.get("CDC_TEST_SEED", "20261124"))
+SEED = int(os.environ.get("DAGFOUNDRY_CDC_SEED", "20261124"))
 
 DDL = """
 CREATE TABLE public.accounts (
@@ -44,17 +53,27 @@ CREATE TABLE public.accounts (
   opened timestamptz, updated timestamp, birthday date, active boolean, score double precision,
   small smallint, big bigint, tags text[], payload jsonb);
 CREATE TABLE public.pairs (region text, n integer, amount numeric(18,4), note text, PRIMARY KEY (region, n));
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE public.typed (
+  id integer PRIMARY KEY, w integer, amount numeric(12,3), exact numeric, ratio double precision, body text,
+  doc jsonb, nums integer[], ref uuid, at timestamptz, day date, clock time, feeling mood);
 """
 
 
 class Workload:
-    """Random inserts, updates (some changing the key), deletes, NULLs, on both tables."""
+    """Random inserts, updates (some changing the key), deletes, NULLs, on the three tables."""
 
     def __init__(self, sql, rng: random.Random) -> None:
         self.sql, self.rng = sql, rng
-        self.account_ids = {r[0] for r in sql("SELECT id FROM accounts", fetch=True)}
-        self.pair_keys = {tuple(r) for r in sql("SELECT region, n FROM pairs", fetch=True)}
+        self.typed = TypedWorkload(sql, rng)
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the keys again (after changes made outside the workload)."""
+        self.account_ids = {r[0] for r in self.sql("SELECT id FROM accounts", fetch=True)}
+        self.pair_keys = {tuple(r) for r in self.sql("SELECT region, n FROM pairs", fetch=True)}
         self.next_id = max(self.account_ids, default=0) + 1
+        self.typed.ids = {r[0] for r in self.sql("SELECT id FROM typed", fetch=True)}
 
     def _maybe(self, value):
         return None if self.rng.random() < 0.2 else value
@@ -84,6 +103,9 @@ class Workload:
 
     def step(self):
         r = self.rng
+        if r.random() < 0.35:
+            self.typed.step()
+            return
         choice = r.random()
         if choice < 0.35 or len(self.account_ids) < 5:
             self.insert_account()
@@ -123,39 +145,181 @@ class Workload:
             self.step()
 
 
-def _normalize(column: str, value):
-    if value is None:
-        return None
-    if column in JSON_COLUMNS:
+class TypedWorkload:
+    """Random changes over the common PostgreSQL types and random ALTERs on ``public.typed``.
+
+    Updates set a random subset of columns, so a large (TOASTed) ``body`` is often left
+    unchanged; an UPDATE of the key also rewrites ``body`` (with the key's history gone,
+    an unsent TOAST value could only be flagged unknown, see docs/cdc.md, *TOAST*).
+    """
+
+    #: ADD COLUMN variants: (type and default clause, kind of the values the workload writes)
+    ADDED = [("integer DEFAULT 7", "int"), ("integer", "int"), ("text NOT NULL DEFAULT 'fresh'", "text"),
+             ("boolean DEFAULT true", "bool"), ("date DEFAULT '2024-02-29'", "date"), ("text", "text")]
+
+    def __init__(self, sql, rng: random.Random) -> None:
+        self.sql, self.rng = sql, rng
+        self.kinds = {"w": "int", "amount": "numeric", "exact": "exact", "ratio": "float", "body": "body",
+                      "doc": "json", "nums": "ints", "ref": "uuid", "at": "tstz", "day": "date", "clock": "time",
+                      "feeling": "mood"}
+        self.wide: set[str] = set()
+        self.added = 0
+        self.ids = {r[0] for r in sql("SELECT id FROM typed", fetch=True)}
+        self.next_id = max(self.ids, default=0) + 1
+
+    def _value(self, kind: str):
+        r = self.rng
+        if r.random() < 0.15:
+            return None
+        if kind == "int":
+            return r.randint(-2**31, 2**31 - 1)
+        if kind == "bigint":
+            return r.randint(-2**62, 2**62)
+        if kind == "numeric":
+            return "NaN" if r.random() < 0.1 else Decimal(r.randint(-10**12 + 1, 10**12 - 1)) / 1000
+        if kind == "exact":
+            special = r.random()
+            if special < 0.15:
+                return r.choice(["NaN", "Infinity", "-Infinity"])
+            return Decimal(f"{r.randint(-10**20, 10**20)}.{r.randint(0, 10**12):012d}")
+        if kind == "float":
+            return r.choice([math.nan, math.inf, -math.inf]) if r.random() < 0.15 else r.uniform(-1e12, 1e12)
+        if kind == "body":  # large values, not compressible below TOAST's 2 KB threshold
+            return "".join(r.choices(string.ascii_letters, k=r.randint(3000, 12000))) if r.random() < 0.3 else r.choice(TEXTS)
+        if kind == "text":
+            return r.choice(TEXTS)
+        if kind == "json":
+            return json.dumps({"k": r.choice(TEXTS), "n": r.randint(-99, 99), "l": [r.random() < 0.5, None]})
+        if kind == "ints":
+            return [r.choice([None, r.randint(-10**6, 10**6)]) for _ in range(r.randint(0, 4))]
+        if kind == "uuid":
+            return str(uuid.UUID(int=r.getrandbits(128), version=4))
+        if kind == "tstz":
+            return dt.datetime(2000, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=r.randint(-12, 12)))) + \
+                dt.timedelta(microseconds=r.randint(0, 10**15))
+        if kind == "date":
+            return dt.date(1900, 1, 1) + dt.timedelta(days=r.randint(0, 80000))
+        if kind == "time":
+            return (dt.datetime(2000, 1, 1) + dt.timedelta(microseconds=r.randint(0, 86_400 * 10**6 - 1))).time()
+        if kind == "mood":
+            return r.choice(["sad", "ok", "happy"])
+        if kind == "bool":
+            return r.random() < 0.5
+        raise AssertionError(kind)
+
+    def _set(self, columns: list[str], where: str, params: tuple) -> None:
+        assignments = ", ".join(f"{c} = %s" for c in columns)
+        self.sql(f"UPDATE typed SET {assignments} WHERE {where}", (*[self._value(self.kinds[c]) for c in columns], *params))
+
+    def insert(self) -> None:
+        key, self.next_id = self.next_id, self.next_id + 1
+        columns = sorted(self.kinds)
+        self.sql(f"INSERT INTO typed (id, {', '.join(columns)}) VALUES (%s{', %s' * len(columns)})",
+                 (key, *[self._value(self.kinds[c]) for c in columns]))
+        self.ids.add(key)
+
+    def step(self) -> None:
+        r = self.rng
+        choice = r.random()
+        if choice < 0.3 or len(self.ids) < 5:
+            self.insert()
+            return
+        key = r.choice(sorted(self.ids))
+        others = sorted(c for c in self.kinds if c != "body")
+        if choice < 0.65:  # body left alone: an unchanged TOAST value when it is large
+            self._set(r.sample(others, r.randint(1, 3)), "id = %s", (key,))
+        elif choice < 0.75:
+            self._set(["body", *r.sample(others, r.randint(0, 1))], "id = %s", (key,))
+        elif choice < 0.87:
+            new, self.next_id = self.next_id, self.next_id + 1
+            self.sql("UPDATE typed SET id = %s, body = body || '' WHERE id = %s", (new, key))
+            self.ids.discard(key)
+            self.ids.add(new)
+        else:
+            self.sql("DELETE FROM typed WHERE id = %s", (key,))
+            self.ids.discard(key)
+
+    def alter(self) -> str:
+        """Apply one random ALTER (add, drop or widen a column); return it."""
+        r = self.rng
+        narrow = sorted(c for c, k in self.kinds.items() if k == "int")
+        extra = sorted(c for c in self.kinds if c.startswith("extra_"))
+        choice = r.random()
+        if narrow and choice < 0.3:
+            column = r.choice(narrow)
+            statement = f"ALTER TABLE typed ALTER COLUMN {column} TYPE bigint"
+            self.kinds[column] = "bigint"
+        elif extra and choice < 0.55:
+            column = r.choice(extra)
+            statement = f"ALTER TABLE typed DROP COLUMN {column}"
+            del self.kinds[column]
+        else:
+            self.added += 1
+            column = f"extra_{self.added}"
+            definition, kind = r.choice(self.ADDED)
+            statement = f"ALTER TABLE typed ADD COLUMN {column} {definition}"
+            self.kinds[column] = kind
+        self.sql(statement)
+        return statement
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.step()
+
+
+def _column_kinds(sql, table_id: str) -> dict[str, str]:
+    """Return the source table's columns (in order) with their PostgreSQL data types."""
+    schema, table = table_id.split(".")
+    return dict(sql(
+        "SELECT column_name, CASE WHEN data_type = 'numeric' AND numeric_precision IS NULL THEN 'numeric text'"
+        " ELSE data_type END FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+        " ORDER BY ordinal_position", (schema, table), fetch=True))
+
+
+def _lake_form(kind: str, value):
+    """Return a source or mirror value in one comparable form (docs/cdc.md, *PostgreSQL → Parquet types*)."""
+    if value is None or isinstance(value, tuple):
+        return value
+    if kind in ("json", "jsonb", "ARRAY"):
         return json.loads(value) if isinstance(value, str) else value
-    if column == "rate":
-        return Decimal(str(value))
+    if kind == "numeric text":  # exact text in the mirror; NaN and ±Infinity as PostgreSQL writes them
+        number = Decimal(str(value))
+        return number if number.is_finite() else str(value)
+    if kind == "numeric" and isinstance(value, Decimal) and value.is_nan():
+        return ("special", "NaN")  # the mirror holds null and names it in _df_special
+    if kind in ("double precision", "real") and math.isnan(value):
+        return "NaN"
+    if kind == "time without time zone" and isinstance(value, dt.time):
+        return ((value.hour * 60 + value.minute) * 60 + value.second) * 10**6 + value.microsecond
     return value
 
 
 def _source_rows(sql, table_id: str) -> dict[tuple, dict]:
-    schema, table = table_id.split(".")
-    cols = [r[0] for r in sql(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name=%s ORDER BY ordinal_position",
-        (schema, table), fetch=True)]
+    kinds = _column_kinds(sql, table_id)
     keys = TABLES[table_id]
     rows = {}
     for values in sql(f"SELECT * FROM {table_id}", fetch=True):
-        row = {c: _normalize(c, v) for c, v in zip(cols, values)}
+        row = {c: _lake_form(kinds[c], v) for c, v in zip(kinds, values)}
         rows[tuple(row[k] for k in keys)] = row
     return rows
 
 
-def _normalized(rows: dict[tuple, dict]) -> dict[tuple, dict]:
-    return {k: {c: _normalize(c, v) for c, v in row.items() if not c.startswith("_df_")} for k, row in rows.items()}
+def _normalized(rows: dict[tuple, dict], kinds: dict[str, str]) -> dict[tuple, dict]:
+    """Return mirror rows with the source's current columns, specials and unknown values marked."""
+    result = {}
+    for key, row in rows.items():
+        marks = {c: ("special", text) for c, text in json.loads(row.get("_df_special") or "{}").items()}
+        marks.update({c: ("unknown",) for c in json.loads(row.get("_df_unavailable") or "[]")})
+        result[key] = {c: _lake_form(kind, marks.get(c, row.get(c))) for c, kind in kinds.items()}
+    return result
 
 
-def _mirror_rows(lake_root: Path, table_id: str) -> dict[tuple, dict]:
+def _mirror_rows(lake_root: Path, table_id: str, kinds: dict[str, str]) -> dict[tuple, dict]:
     import pyarrow.parquet as pq
 
     live = lake_root / "mirror" / SOURCE / table_id
     keys = TABLES[table_id]
-    return _normalized({tuple(r[k] for k in keys): r for r in pq.read_table(live).to_pylist()})
+    return _normalized({tuple(r[k] for k in keys): r for r in pq.read_table(live).to_pylist()}, kinds)
 
 
 def _assert_equal(expected: dict, actual: dict, what: str):
@@ -198,12 +362,13 @@ def _check_run(scenario, sql, label: str):
         check_batches(lake_root, SOURCE, tables=[table_id], after=state["last_batch_id"] if state else None)
     update_mirrors(lake_root, SOURCE, conf={"spark.sql.shuffle.partitions": "2"})
     for table_id in TABLES:
+        kinds = _column_kinds(sql, table_id)
         expected = _source_rows(sql, table_id)
         floor = json.loads((lake_root / "_cdc_state" / SOURCE / "mirror_floor.json").read_text())["floor_batch_id"] \
             if (lake_root / "_cdc_state" / SOURCE / "mirror_floor.json").exists() else None
-        reference = reference_mirror(lake_root, SOURCE, table_id, after=floor - 1 if floor else None)
-        _assert_equal(expected, _normalized(reference), f"{label}: reference over landed batches vs PostgreSQL {table_id}")
-        _assert_equal(expected, _mirror_rows(lake_root, table_id), f"{label}: lake mirror vs PostgreSQL {table_id}")
+        reference = reference_mirror(lake_root, SOURCE, table_id, after=floor - 1 if floor else None, with_special=True)
+        _assert_equal(expected, _normalized(reference, kinds), f"{label}: reference over landed batches vs PostgreSQL {table_id}")
+        _assert_equal(expected, _mirror_rows(lake_root, table_id, kinds), f"{label}: lake mirror vs PostgreSQL {table_id}")
 
 
 def _wait_for_slot(sql, active: bool, timeout: float = 60):
@@ -217,11 +382,14 @@ def _wait_for_slot(sql, active: bool, timeout: float = 60):
 
 
 def test_randomized_runs_keep_mirror_equal_to_source(scenario, source_sql):
+    print(f"randomized CDC workload: DAGFOUNDRY_CDC_SEED={SEED}")
     rng = random.Random(SEED)
     lake_root = scenario["lake_root"]
     workload = Workload(source_sql, rng)
     for _ in range(150):
         workload.insert_account()
+    for _ in range(60):
+        workload.typed.insert()
     workload.run(100)
 
     # Run 1: initial snapshot.
@@ -229,7 +397,9 @@ def test_randomized_runs_keep_mirror_equal_to_source(scenario, source_sql):
     assert first["batch_id"] == 1 and first["rows_per_table"]["public.accounts"] >= 150
     _check_run(scenario, source_sql, f"run 1 (seed {SEED})")
 
-    # Run 2: killed mid-batch (SIGKILL while streaming), then a normal run recovers.
+    # Run 2: random ALTERs, then a capture killed mid-batch (SIGKILL while streaming); a
+    # normal run recovers.
+    alters = [workload.typed.alter() for _ in range(rng.randint(1, 2))]
     workload.run(300)
     offsets_before = offsets_path(lake_root, SOURCE).read_bytes()
     batches_before = landing.next_batch_id(lake_root, SOURCE)
@@ -251,10 +421,15 @@ def test_randomized_runs_keep_mirror_equal_to_source(scenario, source_sql):
         _wait_for_slot(source_sql, active=False)
     workload.run(100)
     _capture_ok(scenario)
-    _check_run(scenario, source_sql, f"run 2, after a killed capture (seed {SEED})")
+    _check_run(scenario, source_sql, f"run 2, after a killed capture and {alters} (seed {SEED})")
 
-    # Run 3: the process dies after landing and before committing offsets; the next run
-    # lands the same events again and the mirror is still right.
+    # Run 3: a batch landed (not mirrored) before random ALTERs; after them the process dies
+    # after landing and before committing offsets, and the next run lands the same events
+    # again; then the mirror step is killed (Spark driver or task process); the next mirror
+    # run applies the batches from before and after the ALTERs together.
+    workload.run(100)
+    _capture_ok(scenario)
+    alters = [workload.typed.alter() for _ in range(rng.randint(1, 2))]
     workload.run(200)
     offsets_before = offsets_path(lake_root, SOURCE).read_bytes()
     code, _, err = run_capture({**scenario["job"], "fault": "after_landing"}, scenario["workdir"])
@@ -267,9 +442,17 @@ def test_randomized_runs_keep_mirror_equal_to_source(scenario, source_sql):
         if faulted in landing.list_batches(lake_root, SOURCE, table_id):
             landed = landing.read_manifest(lake_root, SOURCE, table_id, faulted)["row_count"]
             assert replay["rows_per_table"].get(table_id, 0) >= landed, "the replay must re-deliver the faulted batch"
-    _check_run(scenario, source_sql, f"run 3, after a crash before the offset commit (seed {SEED})")
+    pending = [t for t in sorted(TABLES) if landing.list_batches(
+        lake_root, SOURCE, t, after=(read_mirror_state(lake_root, SOURCE, t) or {}).get("last_batch_id"))]
+    failpoint = f"{rng.choice(['after_stage', 'after_publish'])}@{rng.choice(pending)}"
+    code, err = run_mirror(lake_root, SOURCE, failpoint=failpoint)
+    assert code in (3, -9), f"the mirror fail point {failpoint} did not fire ({code}): {err[-2000:]}"
+    _check_run(scenario, source_sql,
+               f"run 3, after a crash before the offset commit, {alters} and a mirror killed at {failpoint} (seed {SEED})")
 
-    # Run 4: incremental re-snapshot of one table through the signal table, mixed with changes.
+    # Run 4: incremental re-snapshot of one table through the signal table, mixed with changes
+    # and an ALTER.
+    alters = [workload.typed.alter()]
     request_incremental_snapshot(scenario["connection"], SIGNAL_TABLE, ["public.accounts"],
                                  captured_tables=list(TABLES))
     workload.run(150)
@@ -279,14 +462,14 @@ def test_randomized_runs_keep_mirror_equal_to_source(scenario, source_sql):
     batch = pq.read_table(landing.batch_path(lake_root, SOURCE, "public.accounts", resnap["batch_id"])).to_pylist()
     snapshot_rows = [e for e in batch if e[landing.OP] == "r"]
     assert snapshot_rows and all(e[landing.LSN] is None for e in snapshot_rows), "incremental snapshot rows carry no LSN"
-    _check_run(scenario, source_sql, f"run 4, incremental re-snapshot (seed {SEED})")
+    _check_run(scenario, source_sql, f"run 4, incremental re-snapshot and {alters} (seed {SEED})")
 
     # Run 5: offsets reset (slot dropped); rows deleted while nothing captures must vanish
     # from the mirror, which is rebuilt from the new snapshot.
     result = reset_offsets(scenario["config"], lake_root, connection=scenario["connection"])
     assert result["slot_dropped"] is True
     source_sql("DELETE FROM accounts WHERE id IN (SELECT id FROM accounts ORDER BY id LIMIT 10)")
-    workload = Workload(source_sql, rng)
+    workload.reload()
     workload.run(50)
     _capture_ok(scenario)
     _check_run(scenario, source_sql, f"run 5, after an offsets reset (seed {SEED})")

@@ -9,6 +9,11 @@
 - A column widened (int -> bigint) between two batches that are mirrored together (the
   mirror step between them did not run) is mirrored at the wider type.
 - A table empty at snapshot time has an empty mirror with its columns.
+- An explicit NULL in a column with a DEFAULT lands as NULL (Kafka Connect's JSON converter
+  writes a field's default in place of a null unless told not to).
+- A mirror step killed (SIGKILL of the Spark driver, then of the task after publishing one
+  table of two) between batches from before and after an ALTER (add column with a default,
+  drop column, int -> bigint): the next run mirrors everything and mirror = source.
 """
 
 from __future__ import annotations
@@ -19,18 +24,20 @@ import string
 import uuid
 
 import pytest
-from capture_process import run_capture
+from capture_process import run_capture, run_mirror
 from mirror_reference import reference_mirror
 
 from dagfoundry.cdc import landing
-from dagfoundry.cdc.mirror import update_mirrors
+from dagfoundry.cdc.mirror import read_mirror_state, update_mirrors
 
 pytestmark = pytest.mark.integration
 
 #: slot names are cluster-wide: this module's prefixes (branch and test), unique per run
-SLOT_PREFIXES = ("dagfoundry_cdcfix_toast_", "dagfoundry_cdcfix_schema_")
+SLOT_PREFIXES = ("dagfoundry_cdcfix_toast_", "dagfoundry_cdcfix_schema_", "dagfoundry_cdcfix_kill_", "dagfoundry_cdcfix_nulls_")
 SOURCE = f"cdcfix_toast_{uuid.uuid4().hex[:8]}"
 SCHEMA_SOURCE = f"cdcfix_schema_{uuid.uuid4().hex[:8]}"
+KILL_SOURCE = f"cdcfix_kill_{uuid.uuid4().hex[:8]}"
+NULLS_SOURCE = f"cdcfix_nulls_{uuid.uuid4().hex[:8]}"
 SIGNAL_TABLE = "public.dagfoundry_cdc_signal"
 TOAST_COLUMNS = ("body", "doc", "blob", "tags")
 
@@ -53,14 +60,15 @@ def lake(cdc_database, source_sql, tmp_path_factory):
     _drop_own_slots(source_sql)
     workdir = tmp_path_factory.mktemp("cdc-toast")
     yield {"workdir": workdir, "lake_root": workdir / "lake", "dbname": cdc_database}
-    for slot in (f"dagfoundry_{SOURCE}", f"dagfoundry_{SCHEMA_SOURCE}"):
+    for slot in (f"dagfoundry_{SOURCE}", f"dagfoundry_{SCHEMA_SOURCE}", f"dagfoundry_{KILL_SOURCE}",
+                 f"dagfoundry_{NULLS_SOURCE}"):
         source_sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s AND active", (slot,))
         source_sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
 
 
 def _capture(lake, tables: list[str], source: str = SOURCE) -> dict:
     job = {"source": source, "dbname": lake["dbname"], "lake_root": str(lake["lake_root"]),
-           "signal_table": SIGNAL_TABLE if source == SCHEMA_SOURCE else None,
+           "signal_table": SIGNAL_TABLE if source in (SCHEMA_SOURCE, KILL_SOURCE, NULLS_SOURCE) else None,
            "tables": [[*t.split("."), ["id"]] for t in tables], "limits": {"idle_seconds": 3, "max_seconds": 120}}
     code, summary, err = run_capture(job, lake["workdir"])
     assert code == 0, f"capture failed ({code}): {err[-3000:]}"
@@ -143,16 +151,16 @@ def test_unchanged_toasted_values_are_carried_forward(lake, source_sql):
     assert _comparable(mirror[10]) == _source_docs(source_sql)[10] and mirror[10]["_df_unavailable"] is None
 
 
-def _evolving(sql) -> dict[int, dict]:
-    rows = sql("SELECT * FROM public.evolving", fetch=True)
-    names = [r[0] for r in sql("SELECT attname FROM pg_attribute WHERE attrelid = 'public.evolving'::regclass "
-                                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", fetch=True)]
+def _evolving(sql, table_id: str = "public.evolving") -> dict[int, dict]:
+    rows = sql(f"SELECT * FROM {table_id}", fetch=True)
+    names = [r[0] for r in sql("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table_id,), fetch=True)]
     return {r[0]: dict(zip(names, r)) for r in rows}
 
 
-def _mirror_equals_source(lake, sql) -> tuple[bool, str]:
-    source = _evolving(sql)
-    mirror = {k: {c: v for c, v in r.items() if not c.startswith("_df_")} for k, r in _mirror(lake, "public.evolving", SCHEMA_SOURCE).items()}
+def _mirror_equals_source(lake, sql, table_id: str = "public.evolving", source_name: str = SCHEMA_SOURCE) -> tuple[bool, str]:
+    source = _evolving(sql, table_id)
+    mirror = {k: {c: v for c, v in r.items() if not c.startswith("_df_")} for k, r in _mirror(lake, table_id, source_name).items()}
     wrong = [(k, source[k], mirror.get(k)) for k in sorted(source) if mirror.get(k) != source[k]][:3]
     return not wrong and sorted(mirror) == sorted(source), f"{len(mirror)} mirror rows, {len(source)} source rows, e.g. {wrong}"
 
@@ -201,3 +209,74 @@ def test_schema_changes_reach_the_mirror(lake, source_sql):
     assert equal, f"after int -> bigint across batches mirrored together: {detail}"
     mirror_schema = pq.read_schema(next((lake["lake_root"] / "mirror" / SCHEMA_SOURCE / "public.evolving").glob("*.parquet")))
     assert str(mirror_schema.field("v").type) == "int64"
+
+
+def test_mirror_killed_between_batches_before_and_after_an_alter(lake, source_sql):
+    import pyarrow.parquet as pq
+
+    tables = ["public.morphing", "public.steady"]
+    lake_root = lake["lake_root"]
+    source_sql("CREATE TABLE public.morphing (id int PRIMARY KEY, v int, gone text, n numeric(10,2))")
+    source_sql("CREATE TABLE public.steady (id int PRIMARY KEY, s text)")
+    source_sql("INSERT INTO public.morphing SELECT g, g, 'old ' || g, g / 4.0 FROM generate_series(1, 200) g")
+    source_sql("INSERT INTO public.steady SELECT g, 's' || g FROM generate_series(1, 50) g")
+    _capture(lake, tables, KILL_SOURCE)
+    assert run_mirror(lake_root, KILL_SOURCE)[0] == 0
+    mirrored = {t: read_mirror_state(lake_root, KILL_SOURCE, t) for t in tables}
+
+    # A batch from before the ALTER, then one from after it (with the re-snapshot the
+    # added default asks for); neither is mirrored yet.
+    source_sql("UPDATE public.morphing SET v = -v, gone = 'changed' WHERE id <= 20")
+    source_sql("DELETE FROM public.morphing WHERE id BETWEEN 21 AND 25")
+    source_sql("INSERT INTO public.morphing SELECT g, g, 'new ' || g, 0.5 FROM generate_series(201, 210) g")
+    source_sql("UPDATE public.steady SET s = s || '+' WHERE id <= 10")
+    before = _capture(lake, tables, KILL_SOURCE)
+    source_sql("ALTER TABLE public.morphing ADD COLUMN tag text NOT NULL DEFAULT 'new', DROP COLUMN gone, "
+               "ALTER COLUMN v TYPE bigint")
+    source_sql("UPDATE public.morphing SET v = v + 5000000000, tag = 'set' WHERE id BETWEEN 15 AND 40")
+    source_sql("INSERT INTO public.morphing SELECT g, g * 10000000000, 1.25, 'ins' FROM generate_series(211, 220) g")
+    source_sql("UPDATE public.morphing SET id = 1000 WHERE id = 50")
+    source_sql("DELETE FROM public.morphing WHERE id BETWEEN 30 AND 32")
+    source_sql("DELETE FROM public.steady WHERE id > 45")
+    after = _capture(lake, tables, KILL_SOURCE)
+    assert after["batch_id"] == before["batch_id"] + 1
+    assert "public.morphing" in after["snapshot_requested"], after
+
+    # Kill 1: the Spark driver dies once it has staged the first table; nothing is published.
+    code, err = run_mirror(lake_root, KILL_SOURCE, failpoint="after_stage@public.morphing")
+    assert code != 0, "the armed Spark fail point did not fire"
+    assert {t: read_mirror_state(lake_root, KILL_SOURCE, t) for t in tables} == mirrored, err[-2000:]
+    # Kill 2: the task dies after publishing the first table and before the second.
+    code, err = run_mirror(lake_root, KILL_SOURCE, failpoint="after_publish@public.morphing")
+    assert code == -9, f"the publish fail point did not fire ({code}): {err[-2000:]}"
+    assert read_mirror_state(lake_root, KILL_SOURCE, "public.morphing")["last_batch_id"] == after["batch_id"]
+    assert read_mirror_state(lake_root, KILL_SOURCE, "public.steady") == mirrored["public.steady"]
+
+    # The next run mirrors the rest; the re-snapshot may take one more capture to complete.
+    code, err = run_mirror(lake_root, KILL_SOURCE)
+    assert code == 0, err[-3000:]
+    assert read_mirror_state(lake_root, KILL_SOURCE, "public.steady")["last_batch_id"] == after["batch_id"]
+    for _ in range(2):
+        if all(_mirror_equals_source(lake, source_sql, t, KILL_SOURCE)[0] for t in tables):
+            break
+        _capture(lake, tables, KILL_SOURCE)
+        assert run_mirror(lake_root, KILL_SOURCE)[0] == 0
+    for table_id in tables:
+        equal, detail = _mirror_equals_source(lake, source_sql, table_id, KILL_SOURCE)
+        assert equal, f"{table_id} after killed mirror steps across an ALTER: {detail}"
+    schema = pq.read_schema(next((lake_root / "mirror" / KILL_SOURCE / "public.morphing").glob("*.parquet")))
+    assert str(schema.field("v").type) == "int64" and "gone" not in schema.names and "tag" in schema.names
+    reference = reference_mirror(lake_root, KILL_SOURCE, "public.morphing")
+    assert len(reference) == len(_evolving(source_sql, "public.morphing"))
+
+
+def test_explicit_null_in_a_column_with_a_default_stays_null(lake, source_sql):
+    source_sql("CREATE TABLE public.defaults (id int PRIMARY KEY, flag boolean DEFAULT true, note text DEFAULT 'x', "
+               "n int NOT NULL DEFAULT 5)")
+    source_sql("INSERT INTO public.defaults VALUES (1, NULL, NULL, 1), (2, DEFAULT, DEFAULT, DEFAULT)")
+    _capture(lake, ["public.defaults"], NULLS_SOURCE)  # the snapshot
+    source_sql("INSERT INTO public.defaults VALUES (3, NULL, NULL, 3), (4, DEFAULT, DEFAULT, DEFAULT)")
+    source_sql("UPDATE public.defaults SET flag = NULL, note = NULL WHERE id = 2")
+    _capture(lake, ["public.defaults"], NULLS_SOURCE)  # streaming
+    reference = {k[0]: (r["flag"], r["note"], r["n"]) for k, r in reference_mirror(lake["lake_root"], NULLS_SOURCE, "public.defaults").items()}
+    assert reference == {1: (None, None, 1), 2: (None, None, 5), 3: (None, None, 3), 4: (True, "x", 5)}

@@ -30,6 +30,8 @@ def test_embedded_properties_pin_what_the_landing_relies_on(tmp_path):
     assert props["offset.storage.file.filename"] == str(tmp_path / "offsets.dat")
     assert props["offset.flush.interval.ms"] == "0" and props["name"] == "dagfoundry-shop"
     assert props["database.password"] == "s3cret"
+    # an explicit NULL in a column with a DEFAULT must not become the default
+    assert props["converter.replace.null.with.default"] == "false"
 
 
 def test_connect_properties_share_the_generator_without_engine_settings():
@@ -37,6 +39,7 @@ def test_connect_properties_share_the_generator_without_engine_settings():
     assert props["connector.class"].endswith("PostgresConnector") and props["tasks.max"] == "1"
     assert "offset.storage" not in props and props["topic.prefix"] == "shop"
     assert props["publication.autocreate.mode"] == "filtered"
+    assert props["value.converter.replace.null.with.default"] == "false"
 
 
 def test_secrets_never_show():
