@@ -14,7 +14,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export GX_ANALYTICS_ENABLED := false
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: demo test lint bench services venv clean airflow airflow-stop
+.PHONY: demo demo-scheduler test lint bench services venv clean airflow airflow-stop
 
 venv: $(INSTALLED)
 
@@ -43,6 +43,10 @@ test: $(INSTALLED) services lint
 
 demo: $(INSTALLED) services
 	$(PY) include/demo/run_demo.py
+
+# The whole lifecycle through a real scheduler: five DAGs chained by Assets (README, "The demo").
+demo-scheduler: $(INSTALLED) services
+	$(PY) include/demo/run_scheduler_demo.py
 
 bench: $(INSTALLED) services
 	$(PY) bench/parse_bench.py

@@ -51,8 +51,11 @@ COMPONENTS = {
 CELERY_COMPONENTS = {"celery-worker": ["celery", "worker", "--skip-serve-logs"]}
 CELERY_EXECUTOR = "CeleryExecutor"
 LOCAL_REDIS_BROKER = "redis://127.0.0.1:6379/0"
+#: With ``DAGFOUNDRY_MLFLOW_UI_PORT`` and ``DAGFOUNDRY_MLFLOW_BACKEND`` (a tracking store URI) set,
+#: an MLflow UI runs beside Airflow, started and stopped with it (the demo's model registry).
+MLFLOW_UI = "mlflow-ui"
 #: What `stop` looks for, whatever the executor of the environment it is called with.
-ALL_COMPONENTS = [*COMPONENTS, *CELERY_COMPONENTS]
+ALL_COMPONENTS = [*COMPONENTS, *CELERY_COMPONENTS, MLFLOW_UI]
 # Every process we start carries this variable (set to the Airflow home). `stop` kills each
 # component's process group, then any process still in a component's session or carrying the
 # marker (setproctitle can overwrite /proc/PID/environ, hence both), so nothing outlives it.
@@ -74,8 +77,21 @@ class LocalAirflow:
 
     @property
     def components(self) -> dict[str, list[str]]:
-        """Return the processes this deployment runs: name -> ``airflow`` arguments."""
-        return {**COMPONENTS, **(CELERY_COMPONENTS if self.executor == CELERY_EXECUTOR else {})}
+        """Return the processes this deployment runs: name -> ``python`` arguments."""
+        airflow = {**COMPONENTS, **(CELERY_COMPONENTS if self.executor == CELERY_EXECUTOR else {})}
+        found = {name: ["-m", "airflow", *args] for name, args in airflow.items()}
+        if self.mlflow_url:
+            found[MLFLOW_UI] = [
+                "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", self.environment["DAGFOUNDRY_MLFLOW_UI_PORT"],
+                "--backend-store-uri", self.environment["DAGFOUNDRY_MLFLOW_BACKEND"], "--workers", "1",
+            ]
+        return found
+
+    @property
+    def mlflow_url(self) -> str | None:
+        """Return the MLflow UI's URL when this deployment runs one."""
+        port = self.environment.get("DAGFOUNDRY_MLFLOW_UI_PORT")
+        return f"http://127.0.0.1:{port}" if port and self.environment.get("DAGFOUNDRY_MLFLOW_BACKEND") else None
 
     @property
     def url(self) -> str:
@@ -95,7 +111,7 @@ class LocalAirflow:
         for name, args in self.components.items():
             log = (self.run_dir / f"{name}.log").open("ab")
             process = subprocess.Popen(
-                [sys.executable, "-m", "airflow", *args],
+                [sys.executable, *args],
                 env=self.environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -316,8 +332,11 @@ def base_environment(source: str) -> dict[str, str]:
         return dict(os.environ)
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
     from include.demo.run_demo import demo_environment
+    from include.demo.run_scheduler_demo import CHAIN_SPECS, scheduler_environment
 
-    return {**os.environ, **demo_environment()}
+    # The scheduler demo leaves its spec folder and a PostgreSQL metadata database; the
+    # in-process demo a SQLite one in the same home.
+    return {**os.environ, **(scheduler_environment() if CHAIN_SPECS.exists() else demo_environment())}
 
 
 def run_foreground(local: LocalAirflow) -> int:
@@ -330,7 +349,7 @@ def run_foreground(local: LocalAirflow) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    fresh = not (local.home / "airflow.db").exists()
+    fresh = not (local.home / "local" / "demo_finished").exists()
     local.start()
     print(announce(local), flush=True)
     if fresh and local.environment.get(MARKER) == str(ROOT / ".demo" / "airflow"):
@@ -355,15 +374,16 @@ def announce(local: LocalAirflow) -> str:
     executor = f"{local.executor} with {slots} task slots"
     if local.executor == CELERY_EXECUTOR:
         executor += f", one Celery worker on {_without_password(local.environment['AIRFLOW__CELERY__BROKER_URL'])}"
-    return "\n".join(
-        [
-            f"Airflow is up: {local.url}",
-            f"  log in: {local.login()}",
-            f"  home {local.home}; logs and pids in {local.run_dir}",
-            f"  {executor}; DAGs from {ROOT / 'dags'}",
-            "  stop: Ctrl-C here, or `make airflow-stop` from another shell",
-        ]
-    )
+    lines = [
+        f"Airflow is up: {local.url}",
+        f"  log in: {local.login()}",
+        f"  home {local.home}; logs and pids in {local.run_dir}",
+        f"  {executor}; DAGs from {ROOT / 'dags'}",
+    ]
+    if local.mlflow_url:
+        lines.append(f"MLflow UI: {local.mlflow_url} (store {local.environment['DAGFOUNDRY_MLFLOW_BACKEND']})")
+    lines.append("  stop: Ctrl-C here, or `make airflow-stop` from another shell")
+    return "\n".join(lines)
 
 
 def _without_password(url: str) -> str:

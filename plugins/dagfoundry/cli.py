@@ -200,14 +200,17 @@ def loaded_kind(dag: Any) -> str:
 
 def _describe_schedule(dag: Any) -> str:
     timetable = dag.timetable
-    expression = getattr(timetable, "expression", None)
-    if expression:
-        return f"cron '{expression}' ({type(timetable).__name__})"
     condition = getattr(timetable, "asset_condition", None)
+    on_assets = ""
     if condition is not None:
         names = sorted(getattr(a, "name", str(a)) for a in getattr(condition, "objects", [condition]))
-        return f"when these assets update: {', '.join(names)}"
-    return "manual only"
+        on_assets = f"when these assets update: {', '.join(names)}"
+    timed = getattr(timetable, "timetable", timetable)  # AssetOrTimeSchedule wraps a cron timetable
+    expression = getattr(timed, "expression", None)
+    if expression:
+        cron = f"cron '{expression}' ({type(timed).__name__})"
+        return f"{cron}, or {on_assets}" if on_assets else cron
+    return on_assets or "manual only"
 
 
 def _loader_for(path: Path, root: Path) -> SpecLoader:

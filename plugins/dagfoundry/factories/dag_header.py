@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from airflow.sdk import DAG, Asset, Param
 
 from dagfoundry.specs.documents import format_key_path
+from dagfoundry.specs.types import CronOrAssets
 
 if TYPE_CHECKING:
     from dagfoundry.specs.base import DagSpec, ParamDeclaration
@@ -79,12 +80,23 @@ def schedule_of(spec: DagSpec, *, data_intervals: bool) -> Any:
     if isinstance(schedule, tuple):
         assets = [Asset(name) for name in schedule]
         return assets
+    if isinstance(schedule, CronOrAssets):
+        from airflow.sdk import AssetOrTimeSchedule
+
+        return AssetOrTimeSchedule(
+            timetable=_cron_timetable(schedule.cron, spec.timezone, data_intervals=data_intervals),
+            assets=[Asset(name) for name in schedule.assets],
+        )
+    return _cron_timetable(schedule, spec.timezone, data_intervals=data_intervals)
+
+
+def _cron_timetable(schedule: str, timezone: str, *, data_intervals: bool) -> Any:
     from airflow.sdk import CronDataIntervalTimetable, CronTriggerTimetable
 
     expression = PRESET_CRON.get(schedule, schedule)
     if data_intervals:
-        return CronDataIntervalTimetable(expression, timezone=spec.timezone)
-    return CronTriggerTimetable(expression, timezone=spec.timezone)
+        return CronDataIntervalTimetable(expression, timezone=timezone)
+    return CronTriggerTimetable(expression, timezone=timezone)
 
 
 def params_of(spec: DagSpec) -> dict[str, Param]:
@@ -145,9 +157,11 @@ def render_doc_md(loaded: LoadedSpec, outlets: list[str]) -> str:
         return as_written(loaded, *key)
 
     schedule = spec.schedule
-    schedule_text = (
-        "on Assets: " + ", ".join(f"`{a}`" for a in schedule) if isinstance(schedule, tuple) else f"`{schedule}`"
-    )
+    on_assets = "on Assets: " + ", ".join(f"`{a}`" for a in spec.schedule_assets)
+    if isinstance(schedule, CronOrAssets):
+        schedule_text = f"`{schedule.cron}`, or {on_assets}"
+    else:
+        schedule_text = on_assets if isinstance(schedule, tuple) else f"`{schedule}`"
     lines = [
         f"## {spec.name}",
         "",

@@ -5,7 +5,10 @@ One DAG serves three kinds of run, with the same Spark code, so they agree by co
 - a scheduled run, or one run of ``airflow backfill create``: one feature date, the day
   its data interval starts on (a cron schedule becomes ``CronDataIntervalTimetable`` so
   every run has a real ``[start, end)`` window);
-- an Asset-triggered run (no logical date): the last complete day;
+- an Asset-triggered run (no logical date): the dates affected by the source days its
+  triggering events name (``first_date``/``last_date`` in their extra, as compaction emits
+  them: from the first such day to the last plus the longest window, at most the last
+  complete day); without such events, the last complete day;
 - a manual run with Params ``start``/``end``: a chunked backfill, ``chunk_days`` dates per
   Spark job.
 
@@ -34,12 +37,22 @@ if TYPE_CHECKING:
     from dagfoundry.specs.loading import LoadedSpec
 
 
-def feature_dates_of_run(params: dict, data_interval_start: Any, run_after: Any) -> tuple[str, str]:
+def feature_dates_of_run(
+    params: dict,
+    data_interval_start: Any,
+    run_after: Any,
+    *,
+    changed_days: tuple[str, str] | None = None,
+    longest_window_days: int = 1,
+) -> tuple[str, str]:
     """Return the first and last feature date a run computes (ISO dates, inclusive).
 
     :param params: the run's params (``start``/``end`` make a chunked backfill)
     :param data_interval_start: the run's interval start, or None for runs without one
     :param run_after: when the run was due (Asset-triggered and manual runs)
+    :param changed_days: first and last source day the triggering Asset events name: a
+        change on day ``d`` moves the features of ``d`` up to ``d + longest_window_days - 1``
+    :param longest_window_days: the view's longest window
     """
     import datetime as dt
 
@@ -51,11 +64,32 @@ def feature_dates_of_run(params: dict, data_interval_start: Any, run_after: Any)
         if last < first:
             raise ValueError(f"backfill end {end} is before start {start}")
         return first.isoformat(), last.isoformat()
+    if changed_days and run_after is not None:
+        first = dt.date.fromisoformat(changed_days[0])
+        affected = dt.date.fromisoformat(changed_days[1]) + timedelta(days=longest_window_days - 1)
+        last = min(affected, (run_after - timedelta(days=1)).date())
+        if first <= last:
+            return first.isoformat(), last.isoformat()
     if data_interval_start is not None:
         day = data_interval_start.date().isoformat()
         return day, day
     day = (run_after - timedelta(days=1)).date().isoformat()
     return day, day
+
+
+def changed_days_of(triggering_asset_events: Any) -> tuple[str, str] | None:
+    """Return the first and last day named by triggering Asset events' extras (``first_date``/``last_date``).
+
+    :param triggering_asset_events: the run's ``triggering_asset_events`` (Asset -> events), or None
+    """
+    firsts, lasts = [], []
+    for events in dict(triggering_asset_events or {}).values():
+        for event in events:
+            extra = dict(getattr(event, "extra", None) or {})
+            if extra.get("first_date") and extra.get("last_date"):
+                firsts.append(str(extra["first_date"]))
+                lasts.append(str(extra["last_date"]))
+    return (min(firsts), max(lasts)) if firsts else None
 
 
 def chunk_summaries(pulled: Any) -> list[dict]:
@@ -80,6 +114,7 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
     spec: FeatureBackfillSpec = loaded.spec  # type: ignore[assignment]
     asset_name = feature_view_asset_name(spec.view_name)
     waits = any(source.on_missing == "wait" for source in spec.sources)
+    longest_window = max((getattr(f, "window_days", 1) or 1 for f in spec.features), default=1)
 
     with new_dag(loaded, data_intervals=True, outlets=[asset_name]) as dag:
 
@@ -91,7 +126,9 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
 
             try:
                 first, last = feature_dates_of_run(
-                    params or {}, context.get("data_interval_start"), context["dag_run"].run_after
+                    params or {}, context.get("data_interval_start"), context["dag_run"].run_after,
+                    changed_days=changed_days_of(context.get("triggering_asset_events")),
+                    longest_window_days=longest_window,
                 )
             except ValueError as exc:  # a reversed or half range: a retry gets the same params
                 raise AirflowFailException(str(exc)) from exc

@@ -13,7 +13,9 @@ One run, in order (``max_active_runs`` is forced to 1)::
   ``rewrite`` (``SparkSubmitOperator``) ends, while other batches are still rewriting;
 - ``report`` and ``cleanup`` run whatever happened to the batches (``all_done``): the report
   emits an Asset event, with the figures in its extra, for each table that had partitions
-  published (none for a run that published nothing), the cleanup purges expired trash;
+  published (none for a run that published nothing); ``first_date``/``last_date`` in the
+  extra name the days of date partitions, so a feature view recomputes just those; the
+  cleanup purges expired trash;
 - ``all_batches_published`` does nothing; as the only leaf that needs every batch to succeed,
   it makes the run fail when one did (the ``all_done`` leaves alone would mark it a success).
 
@@ -130,7 +132,8 @@ def _report(spec: LakeCompactionSpec, assets: dict[str, str]) -> Any:
             raise AirflowSkipException("dry run: the plan is in the log of task 'plan'; nothing changed")
         result = report_step(run_settings(spec), version=plan["version"])
         for table, asset_name in assets.items():
-            figures = summary_of_table(result, table, several=len(assets) > 1)
+            figures = {**summary_of_table(result, table, several=len(assets) > 1),
+                       **published_date_range(result, table)}
             if figures["partitions_published"]:  # an event says "changed": none for a no-op run
                 emit_published(outlet_events, spec.name, asset_name, figures)
         return result
@@ -154,6 +157,32 @@ def summary_of_table(report: dict, table: str, *, several: bool) -> dict:
         if fnmatch.fnmatchcase(p["key"], table) or fnmatch.fnmatchcase(p["key"], f"{table}/*")
     ]
     return run_summary(mine)
+
+
+def published_date_range(report: dict, table: str) -> dict:
+    """Return ``{"first_date", "last_date"}`` of the published partitions of ``table`` whose value is a date.
+
+    Partitions such as ``event_date=2025-03-01`` name the days whose files changed, so a
+    downstream feature view recomputes just the dates they affect. Empty when no published
+    partition is a date (for example a table partitioned by region).
+
+    :param report: what ``report_step`` returned
+    :param table: a table path or a pattern, as in the spec
+    """
+    import datetime as dt
+
+    days = []
+    for partition in report["partitions"]:
+        key = partition.get("key", "")
+        inside = fnmatch.fnmatchcase(key, table) or fnmatch.fnmatchcase(key, f"{table}/*")
+        if partition.get("status") != "published" or not inside:
+            continue
+        value = key.rsplit("/", 1)[-1].partition("=")[2]
+        try:
+            days.append(dt.date.fromisoformat(value).isoformat())
+        except ValueError:
+            continue
+    return {"first_date": min(days), "last_date": max(days)} if days else {}
 
 
 def _cleanup(spec: LakeCompactionSpec) -> Any:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dagfoundry.specs.types import ConnId, DagName, Duration, Schedule, TimeZoneName
+from dagfoundry.specs.types import ConnId, CronOrAssets, DagName, Duration, Schedule, TimeZoneName
 
 #: JSON-schema types a manual-trigger parameter may have.
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
@@ -88,7 +88,8 @@ class DagSpec(StrictModel):
     tags: tuple[str, ...] = Field(default=(), description="Extra tags; the kind is always a tag.")
     schedule: Schedule = Field(
         default=None,
-        description="A cron expression or preset (@daily...), a list of Asset names (runs when all update), or null.",
+        description="A cron expression or preset (@daily...), a list of Asset names (runs when all update), "
+        "{cron, assets} (either starts a run), or null.",
     )
     timezone: TimeZoneName = Field(
         default="UTC",
@@ -153,7 +154,14 @@ class DagSpec(StrictModel):
     @property
     def is_time_scheduled(self) -> bool:
         """Whether the schedule is a cron expression or preset (backfills need one)."""
-        return isinstance(self.schedule, str)
+        return isinstance(self.schedule, str | CronOrAssets)
+
+    @property
+    def schedule_assets(self) -> tuple[str, ...]:
+        """Return the Asset names the schedule waits for (none for cron-only or manual schedules)."""
+        if isinstance(self.schedule, CronOrAssets):
+            return self.schedule.assets
+        return self.schedule if isinstance(self.schedule, tuple) else ()
 
 
 def _matches_type(value: Any, expected: ParamType) -> bool:

@@ -12,6 +12,7 @@ import difflib
 from typing import TYPE_CHECKING
 
 from dagfoundry.errors import SpecError
+from dagfoundry.specs.types import CronOrAssets
 
 if TYPE_CHECKING:
     from dagfoundry.specs.loading import LoadedSpec
@@ -37,15 +38,14 @@ def _unknown_schedule_assets(specs: list[LoadedSpec]) -> list[tuple[LoadedSpec, 
     errors = []
     for loaded in specs:
         schedule = loaded.spec.schedule
-        if not isinstance(schedule, tuple):
-            continue
-        for index, name in enumerate(schedule):
+        where: tuple[str | int, ...] = ("schedule", "assets") if isinstance(schedule, CronOrAssets) else ("schedule",)
+        for index, name in enumerate(loaded.spec.schedule_assets):
             if not name.startswith(checked) or name in produced:
                 continue
             close = difflib.get_close_matches(name, sorted(produced), n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}?" if close else "check the producing spec's name and tables"
             message = f"no spec produces Asset {name!r}, so this DAG would never run; {hint}"
-            errors.append(_error(loaded, ("schedule", index), "schedule", message))
+            errors.append(_error(loaded, (*where, index), "schedule", message))
             break
     return errors
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -90,17 +91,42 @@ def _byte_size(value: Any) -> int:
     return size
 
 
-def _schedule(value: Any) -> str | tuple[str, ...] | None:
-    if value is None:
-        return None
+@dataclass(frozen=True)
+class CronOrAssets:
+    """A schedule that runs at each cron tick and whenever its Assets update (Airflow's ``AssetOrTimeSchedule``).
+
+    Written ``{cron: "0 2 * * *", assets: [lake.compaction.events.orders]}``: the cron keeps
+    data intervals (``airflow backfill create`` works), the Assets start a run when upstream
+    data is published.
+    """
+
+    cron: str
+    assets: tuple[str, ...]
+
+
+def _schedule(value: Any) -> str | tuple[str, ...] | CronOrAssets | None:
+    if value is None or isinstance(value, CronOrAssets):
+        return value
     if isinstance(value, str):
         validate_schedule_expression(value)
         return value
     if isinstance(value, list | tuple) and value:
-        return tuple(_asset_name(item) if isinstance(item, str) else _not_an_asset(item) for item in value)
+        return _asset_names(value)
+    if isinstance(value, dict) and set(value) == {"cron", "assets"}:
+        if not isinstance(value["cron"], str):
+            raise ValueError(f"cron: expected a cron expression or preset, found {value['cron']!r}")
+        validate_schedule_expression(value["cron"])
+        if not isinstance(value["assets"], list | tuple) or not value["assets"]:
+            raise ValueError(f"assets: expected a non-empty list of Asset names, found {value['assets']!r}")
+        return CronOrAssets(value["cron"], _asset_names(value["assets"]))
     raise ValueError(
-        f"expected a cron expression, a preset such as '@daily', a non-empty list of Asset names or null, found {value!r}"
+        "expected a cron expression, a preset such as '@daily', a non-empty list of Asset names, "
+        f"{{cron: ..., assets: [...]}} (either starts a run) or null, found {value!r}"
     )
+
+
+def _asset_names(value: list | tuple) -> tuple[str, ...]:
+    return tuple(_asset_name(item) if isinstance(item, str) else _not_an_asset(item) for item in value)
 
 
 def _timezone(value: str) -> str:
@@ -163,20 +189,31 @@ ByteSize = Annotated[
         }
     ),
 ]
+_ASSET_LIST_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "pattern": _ASSET.pattern},
+    "minItems": 1,
+    "description": "Asset names",
+}
 #: A cron expression (5 fields), a preset (``@daily``...), a list of Asset names (run when
-#: all of them update), or None (manual runs only).
+#: all of them update), a :class:`CronOrAssets` (either starts a run), or None (manual runs only).
 Schedule = Annotated[
-    str | tuple[str, ...] | None,
+    str | tuple[str, ...] | CronOrAssets | None,
     PlainValidator(_schedule),
     WithJsonSchema(
         {
             "anyOf": [
                 {"type": "string", "pattern": CRON_OR_PRESET, "description": "cron expression (5 fields) or preset"},
+                _ASSET_LIST_SCHEMA,
                 {
-                    "type": "array",
-                    "items": {"type": "string", "pattern": _ASSET.pattern},
-                    "minItems": 1,
-                    "description": "Asset names",
+                    "type": "object",
+                    "properties": {
+                        "cron": {"type": "string", "pattern": CRON_OR_PRESET},
+                        "assets": _ASSET_LIST_SCHEMA,
+                    },
+                    "required": ["cron", "assets"],
+                    "additionalProperties": False,
+                    "description": "runs at each cron tick and whenever the Assets update",
                 },
                 {"type": "null"},
             ]

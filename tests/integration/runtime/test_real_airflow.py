@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from include.airflow_local import free_port
+from include.airflow_rest import AirflowApi
 from include.demo.order_events import TABLE as EVENTS_TABLE
 from include.demo.order_events import write_order_events
 
@@ -96,43 +97,6 @@ tables:
     primary_key: [customer_id]
 capture: {{idle: 3s, max_duration: 3m, slot_name: df_rt_{UNIQUE}, publication_name: df_rt_{UNIQUE}}}
 """
-
-
-class AirflowApi:
-    """A thin client of one Airflow's REST API (the simple auth manager lets everyone in here)."""
-
-    def __init__(self, url: str) -> None:
-        import requests
-
-        self.url = url
-        self.session = requests.Session()
-
-    def call(self, method: str, path: str, **kwargs) -> dict:
-        response = self.session.request(method, f"{self.url}/api/v2{path}", timeout=30, **kwargs)
-        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:2000]}"
-        return response.json() if response.content else {}
-
-    def wait_for(self, what: str, check, timeout: float = 240.0, every: float = 2.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = check()
-            if found:
-                return found
-            time.sleep(every)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-    def wait_for_runs(self, dag_id: str, run_ids: list[str], timeout: float = 240.0) -> dict[str, str]:
-        def finished() -> dict[str, str] | None:
-            runs = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
-            states = {r["dag_run_id"]: r["state"] for r in runs if r["dag_run_id"] in run_ids}
-            done = len(states) == len(run_ids) and all(s in ("success", "failed") for s in states.values())
-            return states if done else None
-
-        return self.wait_for(f"runs {run_ids} of {dag_id}", finished, timeout)
-
-    def failure_report(self, dag_id: str, run_id: str) -> str:
-        tis = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
-        return json.dumps({t["task_id"]: t["state"] for t in tis})
 
 
 @pytest.fixture(scope="module")

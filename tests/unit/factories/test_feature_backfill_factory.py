@@ -121,3 +121,55 @@ def test_chunk_summaries_accept_one_value_a_list_and_json_text():
     # as seen on a real scheduler with a PostgreSQL metadata database
     assert chunk_summaries('{"published": ["2025-03-01"], "view": "v"}') == [summary]
     assert chunk_summaries(['{"published": ["2025-03-01"], "view": "v"}']) == [summary]
+
+
+def test_asset_triggered_run_recomputes_the_dates_its_changed_source_days_affect():
+    run_after = dt.datetime(2025, 3, 20, 8, tzinfo=dt.UTC)
+    # days 1..5 changed; a 30-day window carries the change up to the last complete day (19th)
+    assert feature_dates_of_run({}, None, run_after, changed_days=("2025-03-01", "2025-03-05"),
+                                longest_window_days=30) == ("2025-03-01", "2025-03-19")
+    assert feature_dates_of_run({}, None, run_after, changed_days=("2025-03-01", "2025-03-05"),
+                                longest_window_days=7) == ("2025-03-01", "2025-03-11")
+    # explicit params win; changed days in the future of the run fall back to the last complete day
+    assert feature_dates_of_run({"start": "2025-01-01", "end": "2025-01-02"}, None, run_after,
+                                changed_days=("2025-03-01", "2025-03-05")) == ("2025-01-01", "2025-01-02")
+    assert feature_dates_of_run({}, None, run_after, changed_days=("2025-04-01", "2025-04-02")) == (
+        "2025-03-19", "2025-03-19")
+
+
+def test_changed_days_come_from_the_triggering_events_extras():
+    from types import SimpleNamespace
+
+    from dagfoundry.factories.feature_backfill import changed_days_of
+
+    events = {
+        "lake.compaction.events.orders": [
+            SimpleNamespace(extra={"first_date": "2025-03-02", "last_date": "2025-03-04", "files_before": 9}),
+            SimpleNamespace(extra={"first_date": "2025-02-27", "last_date": "2025-03-01"}),
+        ],
+        "lake.mirror.shop.public.orders": [SimpleNamespace(extra={"rows": 3})],
+    }
+    assert changed_days_of(events) == ("2025-02-27", "2025-03-04")
+    assert changed_days_of({"x": [SimpleNamespace(extra={"rows": 3})]}) is None
+    assert changed_days_of(None) is None
+
+
+def test_cron_or_assets_schedule_runs_on_either_and_keeps_data_intervals(load):
+    spec = BASE.replace('schedule: "0 2 * * *"\n', "schedule: {cron: '0 2 * * *', assets: [lake.compaction.events.clicks]}\n")
+    loaded = load(spec)
+    assert loaded.spec.is_time_scheduled and loaded.spec.schedule_assets == ("lake.compaction.events.clicks",)
+    dag = build_dag(loaded)
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert type(dag.timetable.timetable).__name__ == "CronDataIntervalTimetable"  # backfills keep working
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["lake.compaction.events.clicks"]
+    assert "`0 2 * * *`, or on Assets: `lake.compaction.events.clicks`" in dag.doc_md
+
+
+def test_cron_or_assets_schedule_says_what_is_wrong(load):
+    with pytest.raises(SpecErrors) as caught:
+        load(BASE.replace('schedule: "0 2 * * *"\n', "schedule: {cron: '0 25 * * *', assets: [x.y]}\n"))
+    (error,) = caught.value.errors
+    assert error.key == "schedule" and "hour" in error.message, error.render()
+    with pytest.raises(SpecErrors) as caught:
+        load(BASE.replace('schedule: "0 2 * * *"\n', "schedule: {cron: '0 2 * * *'}\n"))
+    assert "{cron: ..., assets: [...]}" in caught.value.errors[0].message

@@ -123,3 +123,19 @@ def test_spec_errors_point_at_the_key(load, extra, line, key, message):
         load(BASE + extra)
     (error,) = caught.value.errors
     assert (error.line, error.key) == (line, key) and message in error.message, error
+
+
+def test_compaction_event_names_the_days_of_the_published_date_partitions():
+    from dagfoundry.factories.lake_compaction import published_date_range
+
+    report = {
+        "partitions": [
+            {"key": "events/orders/event_date=2024-01-03", "status": "published"},
+            {"key": "events/orders/event_date=2024-01-01", "status": "published"},
+            {"key": "events/orders/event_date=2023-12-01", "status": "failed"},
+            {"key": "events/clicks/event_date=2023-11-01", "status": "published"},
+            {"key": "mirror/shop/customers/region=north", "status": "published"},
+        ],
+    }
+    assert published_date_range(report, "events/orders") == {"first_date": "2024-01-01", "last_date": "2024-01-03"}
+    assert published_date_range(report, "mirror/shop/*") == {}

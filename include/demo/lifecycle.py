@@ -1,0 +1,138 @@
+"""The whole lifecycle through a real scheduler: five example DAGs chained by their Assets.
+
+Shared by ``make demo`` (``include/demo/run_demo.py``) and the end-to-end test. The shop's
+PostgreSQL source and the order event stream are prepared by the caller; this module drives a
+running Airflow over ``/api/v2`` only: it starts the CDC run, and every later DAG must be
+started by the Asset event of the one before (run type ``asset_triggered``)::
+
+    shop_cdc --lake.mirror.shop.public.orders--> orders_events_compaction
+      --lake.compaction.events.orders--> customer_order_features (the dates the compacted days affect)
+      --features.customer_order_features--> shop_churn_retraining
+      --models.shop_churn.challenger--> shop_churn_promotion
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from include.airflow_rest import AirflowApi, AirflowApiError
+
+CDC_DAG = "shop_cdc"
+#: (DAG, the Asset whose event must start it), in data-flow order after the CDC run.
+CHAIN = [
+    ("orders_events_compaction", "lake.mirror.shop.public.orders"),
+    ("customer_order_features", "lake.compaction.events.orders"),
+    ("shop_churn_retraining", "features.customer_order_features"),
+    ("shop_churn_promotion", "models.shop_churn.challenger"),
+]
+RETRAINING_DAG = "shop_churn_retraining"
+ALL_DAGS = [CDC_DAG, *(dag for dag, _ in CHAIN)]
+#: The example specs the chain runs, with the schedule each gets in the chain's spec folder:
+#: the Assets only, so no cron tick starts a run on its own while the chain is followed.
+EXAMPLES = {
+    "cdc/shop.yaml": None,
+    "compaction/orders_events.yaml": ["lake.mirror.shop.public.orders"],
+    "features/customer_order_features.yaml": ["lake.compaction.events.orders"],
+    "models/shop_churn.yaml": ["features.customer_order_features"],
+    "models/shop_churn_promotion.yaml": ["models.shop_churn.challenger"],
+}
+
+
+def write_chain_specs(examples: Path, target: Path, *, slot_name: str | None = None) -> None:
+    """Copy the five example specs (and defaults) to ``target`` with the chain's schedules.
+
+    :param slot_name: replication slot and publication of the CDC copy (slots are per server:
+        a test must not share the demo's)
+    """
+    import yaml
+
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "defaults.yaml").write_text((examples / "defaults.yaml").read_text())
+    for example, schedule in EXAMPLES.items():
+        spec = yaml.safe_load((examples / example).read_text())
+        spec["schedule"] = schedule
+        if slot_name and spec["kind"] == "cdc_ingestion":
+            spec["capture"] = {**spec.get("capture", {}), "slot_name": slot_name, "publication_name": slot_name}
+        header = f"# Generated from dag_configs/{example} by include/demo/lifecycle.py: schedule on Assets only.\n"
+        (target / example).parent.mkdir(parents=True, exist_ok=True)
+        (target / example).write_text(header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+
+
+@dataclass
+class StageRun:
+    """One DAG run of the chain, as the API shows it."""
+
+    dag_id: str
+    run_id: str
+    run_type: str
+    state: str
+    triggered_by: list[str]
+    seconds: float
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def run_chain(api: AirflowApi, *, say: Callable[[str], None] = print, stage_timeout: float = 600.0) -> list[StageRun]:
+    """Unpause the five DAGs, start the CDC run and follow the Asset chain to the promotion.
+
+    :return: one :class:`StageRun` per DAG, in data-flow order; raises when a run fails
+    """
+    api.wait_for("the five DAGs to be parsed", lambda: set(ALL_DAGS) <= api.dag_ids(), timeout=180)
+    errors = api.call("GET", "/importErrors")["import_errors"]
+    if errors:
+        raise AirflowApiError("import errors: " + "; ".join(e["stack_trace"][-500:] for e in errors))
+    started = dt.datetime.now(dt.UTC)
+    for dag_id in ALL_DAGS:
+        api.unpause(dag_id)
+    cdc_run = api.trigger(CDC_DAG)
+    say(f"   {CDC_DAG}: started (Debezium snapshot or stream, landing batches, Spark mirror)")
+    stages = [_finish(api, CDC_DAG, cdc_run, started, say, stage_timeout)]
+    for dag_id, asset in CHAIN:
+        run = api.wait_for(
+            f"a run of {dag_id} started by {asset}",
+            lambda dag_id=dag_id: _asset_run(api, dag_id, started),
+            timeout=stage_timeout,
+        )
+        stages.append(_finish(api, dag_id, run["dag_run_id"], started, say, stage_timeout))
+    return stages
+
+
+def _asset_run(api: AirflowApi, dag_id: str, since: dt.datetime) -> dict | None:
+    runs = [r for r in api.runs(dag_id, run_type="asset_triggered")
+            if dt.datetime.fromisoformat(r["run_after"].replace("Z", "+00:00")) >= since]
+    return runs[0] if runs else None
+
+
+def _finish(api: AirflowApi, dag_id: str, run_id: str, since: dt.datetime, say: Callable[[str], None],
+            timeout: float) -> StageRun:
+    state = api.wait_for_runs(dag_id, [run_id], timeout=timeout)[run_id]
+    run = api.run(dag_id, run_id)
+    ended = dt.datetime.fromisoformat((run.get("end_date") or dt.datetime.now(dt.UTC).isoformat()).replace("Z", "+00:00"))
+    began = dt.datetime.fromisoformat((run.get("start_date") or run["run_after"]).replace("Z", "+00:00"))
+    triggered_by = api.triggering_assets(dag_id, run_id) if run["run_type"] == "asset_triggered" else []
+    stage = StageRun(dag_id, run_id, run["run_type"], state, triggered_by, (ended - began).total_seconds())
+    elapsed = (ended - since).total_seconds()
+    cause = f"started by {', '.join(triggered_by)}" if triggered_by else f"{run['run_type']} run"
+    say(f"   {dag_id}: {state} in {stage.seconds:.0f} s ({cause}; {elapsed:.0f} s into the chain)")
+    if state != "success":
+        raise AirflowApiError(f"{dag_id} run {run_id} {state}: {api.failure_report(dag_id, run_id)}")
+    stage.outputs = _outputs(api, dag_id, run_id)
+    return stage
+
+
+#: The XComs each stage's summary needs: DAG -> task ids.
+OUTPUT_TASKS = {
+    CDC_DAG: ["capture", "publish_mirror"],
+    "orders_events_compaction": ["report"],
+    "customer_order_features": ["materialize_online"],
+    RETRAINING_DAG: ["register_model"],
+    "shop_churn_promotion": ["evaluate", "record_outcome"],
+}
+
+
+def _outputs(api: AirflowApi, dag_id: str, run_id: str) -> dict[str, Any]:
+    return {task: api.xcom(dag_id, run_id, task) for task in OUTPUT_TASKS.get(dag_id, [])}
+
