@@ -206,6 +206,9 @@ def deployment(
         ),
     }
     env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)  # a deployment, not a unit test
+    # mlflow.set_tracking_uri() in an earlier test of this process exports MLFLOW_TRACKING_URI
+    # (another test's store): the deployment uses the lake's default store, as the test does.
+    env.pop("MLFLOW_TRACKING_URI", None)
     launcher = [sys.executable, str(ROOT / "include" / "airflow_local.py")]
     started = subprocess.run([*launcher, "start", "--environment", "inherit"], env=env, capture_output=True, text=True)
     try:
