@@ -11,7 +11,9 @@ publishes nothing emits nothing, and a run that publishes one table emits that t
 The task also lists those Assets as ``inlets`` (it reads what it replaces), so the
 dag-processor registers them before the first event: left to Airflow 3.3, two runs emitting a
 new Asset's first event at once both create it, and the loser's task is set to failed on the
-unique-name violation (seen with a parallel backfill on a PostgreSQL metadata database).
+unique-name violation (seen with a parallel backfill on a PostgreSQL metadata database); and
+the runs of one DAG publish one at a time, since the first event through the alias also
+records the alias-Asset link, which races the same way (:func:`publishing_task_args`).
 """
 
 from __future__ import annotations
@@ -35,14 +37,23 @@ def publication_alias(dag_id: str) -> Any:
     return AssetAlias(publication_alias_name(dag_id))
 
 
-def publication_ports(dag_id: str, asset_names: list[str]) -> dict[str, Any]:
-    """Return the ``outlets`` and ``inlets`` of a DAG's publishing task.
+def publishing_task_args(dag_id: str, asset_names: list[str]) -> dict[str, Any]:
+    """Return the task arguments of a DAG's publishing task: ``outlets``, ``inlets``, one at a time.
+
+    ``max_active_tis_per_dag=1``: the first event of an Asset through the alias also records
+    the alias-Asset association, and two runs doing that at once (a parallel backfill) collide
+    on its primary key in Airflow 3.3, failing the loser's task after its work succeeded. Runs
+    of one DAG publish one after the other instead; publishing is the short step of each run.
 
     :param asset_names: every Asset the task may emit an event of
     """
     from airflow.sdk import Asset
 
-    return {"outlets": [publication_alias(dag_id)], "inlets": [Asset(name) for name in sorted(set(asset_names))]}
+    return {
+        "outlets": [publication_alias(dag_id)],
+        "inlets": [Asset(name) for name in sorted(set(asset_names))],
+        "max_active_tis_per_dag": 1,
+    }
 
 
 def emit_published(outlet_events: Any, dag_id: str, asset_name: str, extra: dict[str, Any]) -> None:

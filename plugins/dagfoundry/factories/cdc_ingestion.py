@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import task
 
-from dagfoundry.assets import emit_published, mirror_asset_name, publication_ports
+from dagfoundry.assets import emit_published, mirror_asset_name, publishing_task_args
 from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
@@ -301,7 +301,7 @@ def _plan_mirror(source: str, table_ids: list[str], max_rows: int | None) -> Any
 def _publish_mirror(dag_id: str, source: str, table_ids: list[str], plan: Any, capture_summary: Any) -> Any:
     mirrors = [mirror_asset_name(source, t) for t in table_ids]
 
-    @task(task_id="publish_mirror", **publication_ports(dag_id, mirrors))
+    @task(task_id="publish_mirror", **publishing_task_args(dag_id, mirrors))
     def publish_mirror(plan_path: str, summary: dict | None = None, outlet_events: Any = None) -> dict:
         from dagfoundry.cdc.tasks import publish_mirror as publish
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import task, task_group
 
-from dagfoundry.assets import emit_published, feature_view_asset_name, publication_ports
+from dagfoundry.assets import emit_published, feature_view_asset_name, publishing_task_args
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
 from dagfoundry.spark_submit import application_path, submit_options
@@ -184,7 +184,7 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
 
             spark >> publish(job)
 
-        @task(task_id="materialize_online", **publication_ports(spec.name, [asset_name]))
+        @task(task_id="materialize_online", **publishing_task_args(spec.name, [asset_name]))
         def materialize_online(ti: Any = None, outlet_events: Any = None) -> dict:
             from dagfoundry.features.materialize import materialize_newest
             from dagfoundry.settings import lake_root

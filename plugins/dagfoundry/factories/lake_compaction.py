@@ -32,7 +32,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import task, task_group
 
-from dagfoundry.assets import compaction_asset_name, emit_published, publication_ports
+from dagfoundry.assets import compaction_asset_name, emit_published, publishing_task_args
 from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
 from dagfoundry.spark_submit import application_path, submit_options
@@ -119,7 +119,7 @@ def _compact_batch(spec: LakeCompactionSpec) -> Any:
 
 
 def _report(spec: LakeCompactionSpec, assets: dict[str, str]) -> Any:
-    @task(task_id="report", trigger_rule=ALL_DONE, **publication_ports(spec.name, list(assets.values())))
+    @task(task_id="report", trigger_rule=ALL_DONE, **publishing_task_args(spec.name, list(assets.values())))
     def report(ti: Any = None, outlet_events: Any = None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 

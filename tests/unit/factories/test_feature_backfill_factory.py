@@ -36,6 +36,7 @@ def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert [a.name for a in dag.get_task("materialize_online").outlets] == [f"{dag.dag_id}.published"]
     assert [a.name for a in dag.get_task("materialize_online").inlets] == ["features.user_features"]
+    assert dag.get_task("materialize_online").max_active_tis_per_dag == 1
     assert "`features.user_features`" in dag.doc_md
     assert set(dag.params) == {"start", "end", "chunk_days"}
 

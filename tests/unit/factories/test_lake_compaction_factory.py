@@ -41,6 +41,7 @@ def test_dag_plans_rewrites_and_publishes_each_batch_then_reports_and_cleans_up(
     assert dag.get_task("all_batches_published").trigger_rule == "all_success"
     assert [a.name for a in dag.get_task("report").outlets] == ["events_compaction.published"]
     assert [a.name for a in dag.get_task("report").inlets] == ["lake.compaction.events.orders"]
+    assert dag.get_task("report").max_active_tis_per_dag == 1
     assert "`lake.compaction.events.orders`" in dag.doc_md
     assert dag.params["dry_run"] is False and dag.params["rollback"] == []
     assert dag.max_active_runs == 1 and type(dag.timetable).__name__ == "CronTriggerTimetable"
