@@ -87,9 +87,35 @@ class AirflowApi:
             for t in found["task_instances"]
         }
 
-    def failure_report(self, dag_id: str, run_id: str) -> str:
-        """Describe a run's task states in one line (for error messages)."""
-        return json.dumps(self.task_states(dag_id, run_id))
+    def failure_report(self, dag_id: str, run_id: str, log_lines: int = 40) -> str:
+        """Describe a run's task states, then the last log lines of each failed task (for error messages)."""
+        found = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
+        instances = found["task_instances"]
+        states = {
+            t["task_id"] + (f"[{t['map_index']}]" if t.get("map_index", -1) >= 0 else ""): t["state"] for t in instances
+        }
+        parts = [json.dumps(states)]
+        for t in instances:
+            if t["state"] != "failed":
+                continue
+            parts.append(f"--- log of {t['task_id']} (try {t.get('try_number')}):\n{self.log_tail(dag_id, run_id, t, log_lines)}")
+        return "\n".join(parts)
+
+    def log_tail(self, dag_id: str, run_id: str, instance: dict, lines: int = 40) -> str:
+        """Return the last ``lines`` lines of a task instance's log (its latest try), or why not."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{instance['task_id']}/logs/{max(instance.get('try_number') or 1, 1)}"
+        try:
+            content = self.call(
+                "GET", path, params={"full_content": True, "map_index": instance.get("map_index", -1)},
+                headers={"Accept": "application/json"},
+            ).get("content")
+        except AirflowApiError as error:
+            return f"(no log: {error})"
+        if isinstance(content, list):
+            rendered = [_log_line(e) for e in content]
+        else:
+            rendered = str(content).splitlines()
+        return "\n".join(rendered[-lines:])
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, *, key: str = "return_value", map_index: int = -1) -> Any:
         """Return a task's XCom value, decoded (None when the task pushed nothing)."""
@@ -111,3 +137,15 @@ class AirflowApi:
         """Return the names of the Assets whose events started a run (empty for other runs)."""
         events = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
         return sorted({e.get("name") or e.get("uri") for e in events})
+
+
+def _log_line(entry: Any) -> str:
+    """Render one structured log entry (its exception, when it carries one, on the same line)."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    line = " ".join(str(entry[k]) for k in ("timestamp", "level", "event") if entry.get(k))
+    for detail in entry.get("error_detail") or []:
+        if isinstance(detail, dict):
+            line += f" | {detail.get('exc_type')}: {detail.get('exc_value')}"
+    return line
+
