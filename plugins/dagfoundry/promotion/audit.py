@@ -6,6 +6,11 @@ entry (when, what, from which version to which, the DAG run, who approved, the m
 new entry takes the next number under the promotion lock (:mod:`dagfoundry.promotion.switch`)
 and existing numbers are never written again. Tags are shown in the MLflow UI and returned
 by ``MlflowClient.get_registered_model``; :func:`read_history` returns the entries in order.
+
+A switch first records its entry as the model's ``dagfoundry.promotion.pending`` tag (the
+intent), then moves the aliases, appends the entry and removes the intent. A process killed in
+between leaves the intent for the next holder of the lock to complete
+(:func:`dagfoundry.promotion.switch.reconcile`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dagfoundry.models.registry_tags import PREFIX
 
 PROMOTION_PREFIX = PREFIX + "promotion."
 HISTORY_PREFIX = PROMOTION_PREFIX + "history."
+#: registered-model tag holding the entry of a switch in progress
+PENDING = PROMOTION_PREFIX + "pending"
 
 #: tags on the challenger after each evaluation
 DECISION = PROMOTION_PREFIX + "decision"
@@ -50,9 +57,29 @@ def history_key(seq: int) -> str:
 
 def read_history(client: Any, model: str) -> list[dict[str, Any]]:
     """Return the model's promotion history, oldest first."""
-    registered = client.get_registered_model(model)
+    return history_of(client.get_registered_model(model))
+
+
+def history_of(registered: Any) -> list[dict[str, Any]]:
+    """Return the history held in the tags of a ``RegisteredModel``, oldest first."""
     entries = [json.loads(value) for key, value in registered.tags.items() if key.startswith(HISTORY_PREFIX)]
     return sorted(entries, key=lambda entry: entry["seq"])
+
+
+def pending_of(registered: Any) -> dict[str, Any] | None:
+    """Return the entry of the switch a dead holder of the lock left unfinished, if any."""
+    value = registered.tags.get(PENDING)
+    return json.loads(value) if value else None
+
+
+def begin_switch(client: Any, model: str, entry: dict[str, Any]) -> None:
+    """Record ``entry`` as the intent of the switch about to move the aliases; call it holding the lock."""
+    client.set_registered_model_tag(model, PENDING, json.dumps(entry, sort_keys=True))
+
+
+def end_switch(client: Any, model: str) -> None:
+    """Remove the intent once its entry is in the history (or it is discarded)."""
+    client.delete_registered_model_tag(model, PENDING)
 
 
 def append_history(client: Any, model: str, entry: dict[str, Any]) -> int:

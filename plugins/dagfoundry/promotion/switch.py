@@ -10,6 +10,11 @@ MLflow's registry has no compare-and-set on aliases. The switch builds one from 
    moving and must still be the version the evaluation compared against; after moving, it is
    read again and must be the new version.
 
+3. **Intent, then history**: the entry is recorded as the model's pending intent before the
+   aliases move and appended to the history after. Every holder of the lock first runs
+   :func:`reconcile`, so a switch whose process died in between still gets its entry, and
+   the history stays one chain from the first champion to the current one.
+
 Residual race (documented in ``docs/model-promotion.md``): a writer that does not take the
 lock (a person in the MLflow UI, a script) and moves the alias between the re-read and the
 set is overwritten; the verify step catches a move after the set, not one in between.
@@ -36,7 +41,8 @@ LOCK_SUFFIX = "__promotion_lock"
 LOCK_HOLDER = audit.PROMOTION_PREFIX + "lock_holder"
 LOCK_SINCE = audit.PROMOTION_PREFIX + "lock_since"
 
-#: A test seam: called with a point name (``locked``) inside the switch; None in production.
+#: A test seam: called with a point name (``locked``, ``switched``: aliases moved, history not yet
+#: written) inside the switch; None in production.
 Hook = Callable[[str], None] | None
 
 
@@ -116,18 +122,23 @@ def promote(client: Any, model: str, aliases: AliasesSpec, challenger: str, expe
     with registry_lock(client, model, holder=str(entry.get("dag_run"))):
         if hook:
             hook("locked")
+        reconcile(client, model, aliases, detected_by=str(entry.get("dag_run")))
         current = alias_version(client, model, aliases.champion)
         if current != expected_champion:
             raise PromotionError(
                 f"{model}: alias {aliases.champion!r} moved since the evaluation began (expected version "
                 f"{expected_champion}, found {current}); nothing was changed, evaluate again"
             )
+        record = {**entry, "action": "promote", "at": audit.now_text(), "champion_from": current,
+                  "champion_to": challenger, "previous_champion": current}
+        audit.begin_switch(client, model, record)
         if current is not None:
             client.set_registered_model_alias(model, aliases.previous_champion, current)
         client.set_registered_model_alias(model, aliases.champion, challenger)
-        record = {**entry, "action": "promote", "at": audit.now_text(), "champion_from": current,
-                  "champion_to": challenger, "previous_champion": current}
+        if hook:
+            hook("switched")
         seq = audit.append_history(client, model, record)
+        audit.end_switch(client, model)
         audit.tag_version(client, model, challenger, {
             audit.PROMOTED_AT: record["at"], audit.DAG_RUN: str(entry.get("dag_run")),
             audit.APPROVED_BY: str(entry.get("approved_by")), audit.REPLACED: str(current),
@@ -152,6 +163,7 @@ def rollback(client: Any, model: str, aliases: AliasesSpec, expected_champion: s
     with registry_lock(client, model, holder=str(entry.get("dag_run"))):
         if hook:
             hook("locked")
+        reconcile(client, model, aliases, detected_by=str(entry.get("dag_run")))
         current = alias_version(client, model, aliases.champion)
         previous = alias_version(client, model, aliases.previous_champion)
         if current != expected_champion:
@@ -164,16 +176,76 @@ def rollback(client: Any, model: str, aliases: AliasesSpec, expected_champion: s
                 f"{model}: nothing to roll back to: alias {aliases.previous_champion!r} is not set "
                 f"(champion is {current}); a rollback restores one previous champion once"
             )
-        client.set_registered_model_alias(model, aliases.champion, previous)
-        client.delete_registered_model_alias(model, aliases.previous_champion)
         record = {**entry, "action": "rollback", "at": audit.now_text(), "champion_from": current,
                   "champion_to": previous, "previous_champion": None}
+        audit.begin_switch(client, model, record)
+        client.set_registered_model_alias(model, aliases.champion, previous)
+        client.delete_registered_model_alias(model, aliases.previous_champion)
+        if hook:
+            hook("switched")
         seq = audit.append_history(client, model, record)
+        audit.end_switch(client, model)
         audit.tag_version(client, model, previous, {audit.RESTORED_AT: record["at"], audit.HISTORY_ENTRY: str(seq)})
         if current is not None:
             audit.tag_version(client, model, current, {audit.ROLLED_BACK_AT: record["at"]})
         _verify(client, model, aliases.champion, previous)
         return {**record, "seq": seq}
+
+
+def reconcile(client: Any, model: str, aliases: AliasesSpec, detected_by: str) -> dict[str, Any] | None:
+    """Make the history end at the current champion again; call it holding the lock.
+
+    - An intent whose aliases moved but whose entry is missing (the holder died in between):
+      its entry is appended with ``recovered: true``, ``detected_at`` and ``detected_by``, and
+      ``previous_champion`` is set as the intent says.
+    - An intent whose switch never happened: discarded (``previous_champion`` restored if the
+      dead holder had already moved it); an intent whose entry was written: removed.
+    - No intent, but the champion is not where the last entry left it (moved by a writer
+      outside the lock): an entry ``action: recovered`` from the recorded to the current
+      champion. Without any entry yet, a champion set outside dagfoundry is left unrecorded.
+
+    :param detected_by: the DAG run that found the gap
+    :return: the entry appended (with ``seq``), or None
+    """
+    registered = client.get_registered_model(model)
+    history, pending = audit.history_of(registered), audit.pending_of(registered)
+    last = history[-1] if history else None
+    recorded = last["champion_to"] if last else None
+    current = alias_version(client, model, aliases.champion)
+    found = {"recovered": True, "detected_at": audit.now_text(), "detected_by": detected_by}
+    record: dict[str, Any] | None = None
+    if pending is not None:
+        if last is not None and {k: v for k, v in last.items() if k != "seq"} == pending:
+            pass
+        elif current == pending["champion_to"] and current != recorded:
+            record = {**pending, **found}
+            _set_or_delete(client, model, aliases.previous_champion, pending["previous_champion"])
+        else:
+            log.warning("%s: discarding the intent of a switch that never happened: %s", model, pending)
+            said = last["previous_champion"] if last else None
+            if alias_version(client, model, aliases.previous_champion) == pending["champion_from"] != said:
+                _set_or_delete(client, model, aliases.previous_champion, said)
+    if record is None and last is not None and current != recorded:
+        record = {"action": "recovered", "at": found["detected_at"], "champion_from": recorded, "champion_to": current,
+                  "previous_champion": alias_version(client, model, aliases.previous_champion),
+                  "cause": f"alias {aliases.champion!r} moved outside the promotion lock", **found}
+    seq = audit.append_history(client, model, record) if record is not None else None
+    if pending is not None:
+        audit.end_switch(client, model)
+    if record is None:
+        return None
+    if current is not None:
+        audit.tag_version(client, model, current, {audit.HISTORY_ENTRY: str(seq)})
+    log.warning("%s: the history missed a switch of %r (v%s -> v%s); recovered as entry %s", model,
+                aliases.champion, record["champion_from"], record["champion_to"], seq)
+    return {**record, "seq": seq}
+
+
+def _set_or_delete(client: Any, model: str, alias: str, version: str | None) -> None:
+    if version is not None:
+        client.set_registered_model_alias(model, alias, version)
+    elif alias_version(client, model, alias) is not None:
+        client.delete_registered_model_alias(model, alias)
 
 
 def _verify(client: Any, model: str, alias: str, version: str) -> None:

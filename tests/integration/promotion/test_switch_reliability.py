@@ -146,3 +146,97 @@ def test_randomized_promotions_with_concurrent_promoters_keep_every_invariant(re
           f"{elapsed:.1f} s: promoted {promotions}, refused by gates {outcomes['refused'] + concurrent['refused']}, "
           f"aborted by check-and-set {outcomes['aborted'] + concurrent['aborted']}; worse promoted 0, "
           f"previous champion lost 0, changes missing from history 0")
+
+
+#: Runs one promotion in a child process that is SIGKILLed right after the aliases moved,
+#: before the history entry is written (the switch's ``switched`` point).
+KILLED_SWITCH = """
+import os, signal, sys
+import mlflow
+from dagfoundry.promotion.switch import promote
+from dagfoundry.specs.model_promotion import AliasesSpec
+
+uri, model, challenger, expected = sys.argv[1:]
+mlflow.set_tracking_uri(uri)
+mlflow.set_registry_uri(uri)
+
+def die(point):
+    if point == "switched":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+promote(mlflow.MlflowClient(), model, AliasesSpec(), challenger, expected,
+        {"dag_run": "promo/killed", "approved_by": "alice"}, die)
+"""
+
+
+def assert_one_chain(registry, model: str, history: list[dict]) -> None:
+    from dagfoundry.promotion.switch import alias_version
+
+    assert [e["seq"] for e in history] == list(range(1, len(history) + 1))
+    assert history[0]["champion_from"] is None
+    for before, after in zip(history, history[1:], strict=False):
+        assert after["champion_from"] == before["champion_to"], (before, after)
+    assert alias_version(registry, model, "champion") == history[-1]["champion_to"]
+
+
+def test_a_switch_killed_before_its_history_entry_is_recovered_by_the_next_promotion(registry, load_spec, tmp_path):
+    import datetime as dt
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from dagfoundry.promotion import audit
+    from dagfoundry.promotion.switch import LOCK_SINCE, LOCK_SUFFIX, alias_version, promote
+
+    spec = spec_of(load_spec)
+    model = "m_killed"
+    first, second, third = new_versions(registry, model, 3, tmp_path)
+    promote(registry, model, spec.aliases, first, None, {"dag_run": "promo/first", "approved_by": "test"})
+
+    child = subprocess.run([sys.executable, "-c", KILLED_SWITCH, mlflow.get_tracking_uri(), model, second, first],
+                           env=os.environ.copy(), capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    # The kill left the switch without its entry, the intent, and the lock.
+    assert alias_version(registry, model, "champion") == second
+    assert [e["champion_to"] for e in audit.read_history(registry, model)] == [first]
+    assert audit.PENDING in registry.get_registered_model(model).tags
+    # The next run breaks the dead holder's lock once it is stale (as after 10 minutes).
+    long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=11)).isoformat(timespec="seconds")
+    registry.set_registered_model_tag(model + LOCK_SUFFIX, LOCK_SINCE, long_ago)
+
+    done = promote(registry, model, spec.aliases, third, second, {"dag_run": "promo/next", "approved_by": "test"})
+
+    history = audit.read_history(registry, model)
+    assert [(e["champion_from"], e["champion_to"]) for e in history] == [(None, first), (first, second), (second, third)]
+    recovered = history[1]
+    assert recovered["recovered"] is True and recovered["detected_by"] == "promo/next"
+    assert (recovered["action"], recovered["dag_run"], recovered["approved_by"]) == ("promote", "promo/killed", "alice")
+    assert done["seq"] == 3 and not done.get("recovered")
+    assert_one_chain(registry, model, history)
+    assert alias_version(registry, model, "previous_champion") == second
+    assert audit.PENDING not in registry.get_registered_model(model).tags
+    assert registry.get_model_version(model, second).tags[audit.HISTORY_ENTRY] == "2"
+
+
+def test_a_champion_moved_outside_the_lock_is_recorded_by_the_next_rollback(registry, load_spec, tmp_path):
+    from dagfoundry.promotion import audit
+    from dagfoundry.promotion.switch import alias_version, promote, rollback
+
+    spec = spec_of(load_spec)
+    model = "m_outside"
+    first, second, third = new_versions(registry, model, 3, tmp_path)
+    promote(registry, model, spec.aliases, first, None, {"dag_run": "promo/first", "approved_by": "test"})
+    promote(registry, model, spec.aliases, second, first, {"dag_run": "promo/second", "approved_by": "test"})
+    registry.set_registered_model_alias(model, "champion", third)  # a person in the MLflow UI
+
+    rollback(registry, model, spec.aliases, third, {"dag_run": "promo/rollback", "approved_by": "bob"})
+
+    history = audit.read_history(registry, model)
+    assert [(e["action"], e["champion_from"], e["champion_to"]) for e in history] == [
+        ("promote", None, first), ("promote", first, second), ("recovered", second, third), ("rollback", third, first)]
+    assert history[2]["recovered"] is True and history[2]["detected_by"] == "promo/rollback"
+    assert_one_chain(registry, model, history)
+    assert alias_version(registry, model, "previous_champion") is None
