@@ -158,12 +158,13 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
             """Plan one chunk's dates, compute them with Spark, verify and publish each date."""
 
             @task(task_id="prepare", multiple_outputs=True)
-            def prepare(chunk: dict[str, str]) -> dict:
-                from dagfoundry.features.compute import prepare_feature_job
+            def prepare(chunk: dict[str, str], run_id: str | None = None) -> dict:
+                from dagfoundry.features.compute import owner_key, prepare_feature_job
                 from dagfoundry.settings import lake_root
 
                 root = str(lake_root())
-                return prepare_feature_job(spec.definition(root), root, chunk["start"], chunk["end"])
+                owner = owner_key(run_id or "manual", chunk["start"], chunk["end"])
+                return prepare_feature_job(spec.definition(root), root, chunk["start"], chunk["end"], owner=owner)
 
             job: Any = prepare(chunk)
             spark = SparkSubmitOperator(

@@ -9,6 +9,13 @@ Three steps a DAG chains (each returns a JSON-safe dict for XCom):
 3. :func:`publish_feature_job` verifies the staged partitions and publishes each date
    atomically at ``<lake_root>/features/<view>/feature_date=YYYY-MM-DD``.
 
+A job stages under ``<lake_root>/_staging/features/<view>/<version>``; publish removes it, and a
+job that failed before publishing leaves it behind. So ``prepare`` first sweeps the view's
+staging (:func:`sweep_staging`): it removes the folders of earlier attempts of its own chunk
+(the version starts with the chunk's owner key: run id and dates) and any folder in which
+nothing was written for ``stale_after``. Folders of other runs' chunks that are still
+being written are kept, so parallel backfill runs never remove each other's work.
+
 :func:`compute_feature_range` does all three in one call. Standard library at import time.
 """
 
@@ -16,7 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
+import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +39,10 @@ from dagfoundry.lake.publish import STAGING_DIR, LakeLocation, publish_directory
 
 SPARK_APP = "feature_compute"
 PART_FILE = "part-00000.parquet"
+#: Staging in which nothing was written for this long belongs to a job that died.
+STALE_STAGING_AFTER = dt.timedelta(hours=24)
+
+log = logging.getLogger(__name__)
 
 
 class FeatureComputeError(DagfoundryError):
@@ -43,9 +58,59 @@ def partition_relative(view: str, feature_date: str) -> str:
     return f"features/{view}/feature_date={feature_date}"
 
 
-def new_version() -> str:
-    """Return a version name unique per run attempt (UTC time plus randomness)."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+def owner_key(run_id: str, start: str | dt.date, end: str | dt.date) -> str:
+    """Return the staging owner of one chunk of one DAG run (a file-name-safe run id plus the dates).
+
+    Airflow runs one attempt of a task at a time, so a new ``prepare`` of the same owner means
+    the earlier attempts of that chunk are over.
+    """
+    return f"{re.sub(r'[^A-Za-z0-9_+-]', '_', run_id)}__{start}_{end}"
+
+
+def new_version(owner: str | None = None) -> str:
+    """Return a version name unique per attempt: ``[<owner>.]<UTC time>-<random>``."""
+    unique = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{owner}.{unique}" if owner else unique
+
+
+def staging_root(lake_root: str | Path, view: str) -> Path:
+    """Return the directory under which the view's jobs stage: ``<lake_root>/_staging/features/<view>``."""
+    return Path(lake_root) / STAGING_DIR / "features" / view
+
+
+def _last_written(folder: Path) -> float:
+    """Return the newest mtime in ``folder``'s tree (Spark writes deep under ``output/_temporary``)."""
+    newest = folder.stat().st_mtime
+    for directory, _, files in os.walk(folder):
+        for name in [".", *files]:
+            try:
+                newest = max(newest, os.stat(os.path.join(directory, name)).st_mtime)
+            except FileNotFoundError:  # Spark renamed it meanwhile: the folder is live
+                return time.time()
+    return newest
+
+
+def sweep_staging(lake_root: str | Path, view: str, owner: str | None, *,
+                  stale_after: dt.timedelta = STALE_STAGING_AFTER, now: float | None = None) -> list[str]:
+    """Remove the view's staging folders of earlier attempts of ``owner`` and the stale ones.
+
+    :param owner: the chunk about to stage (:func:`owner_key`); None removes only stale folders
+    :param stale_after: a folder with nothing written for this long belongs to a dead job
+    :return: the names of the folders removed
+    """
+    base = staging_root(lake_root, view)
+    if not base.is_dir():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        own = owner is not None and folder.name.startswith(owner + ".")
+        if own or now - _last_written(folder) >= stale_after.total_seconds():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    if removed:
+        log.warning("feature view %s: removed staging left by failed jobs: %s", view, ", ".join(removed))
+    return removed
 
 
 def chunk_ranges(start: str | dt.date, end: str | dt.date, chunk_days: int) -> list[dict[str, str]]:
@@ -72,21 +137,26 @@ def prepare_feature_job(
     end: str | dt.date,
     *,
     version: str | None = None,
+    owner: str | None = None,
+    stale_after: dt.timedelta = STALE_STAGING_AFTER,
 ) -> dict[str, Any]:
-    """Plan the dates of ``[start, end]`` and write the Spark job file.
+    """Sweep staging left by failed jobs, plan the dates of ``[start, end]``, write the Spark job file.
 
     :param defn: the feature view
     :param lake_root: the lake's root directory (features and staging live under it)
     :param start: first feature date, included (``YYYY-MM-DD``)
     :param end: last feature date, included
-    :param version: name of this attempt's output; a fresh one by default
+    :param version: name of this attempt's output; a fresh one (under ``owner``) by default
+    :param owner: the chunk's staging owner (:func:`owner_key`): earlier attempts of it are removed
+    :param stale_after: staging of the view with nothing written for this long is removed
     :return: ``{"view", "lake_root", "version", "job_file", "output", "dates", "skipped",
-        "application_args"}``; ``dates`` may be empty (then skip the Spark step)
+        "application_args", "staging_removed"}``; ``dates`` may be empty (then skip the Spark step)
     :raises SourcePartitionMissingError: when a ``fail``/``wait`` source lacks partitions
     """
     plan = plan_feature_dates(defn, start, end)
-    version = version or new_version()
-    work = Path(lake_root) / STAGING_DIR / "features" / defn.name / version
+    removed = sweep_staging(lake_root, defn.name, owner, stale_after=stale_after)
+    version = version or new_version(owner)
+    work = staging_root(lake_root, defn.name) / version
     work.mkdir(parents=True, exist_ok=True)
     output = work / "output"
     job_file = work / "job.json"
@@ -103,6 +173,7 @@ def prepare_feature_job(
         "dates": list(plan.dates),
         "skipped": list(plan.skipped),
         "application_args": ["--job", str(job_file)],
+        "staging_removed": removed,
     }
 
 

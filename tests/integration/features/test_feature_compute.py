@@ -127,3 +127,44 @@ def test_daily_sources_really_lacked_the_later_events(runs, events):
     assert (sessions["started_at"] >= cutoff).any()
     daily_orders = Path(runs["daily_root"]) / "mirror" / "orders"
     assert max(p.name for p in daily_orders.iterdir()) == f"event_date={DAILY_DATES[-1]}"
+
+
+def test_a_failed_jobs_staging_is_removed_by_the_retry_and_a_parallel_runs_is_kept(tmp_path, events):
+    import json
+    import os
+    import time
+
+    from dagfoundry.features.compute import (
+        owner_key,
+        prepare_feature_job,
+        publish_feature_job,
+        run_feature_job,
+        staging_root,
+    )
+
+    orders, sessions = events
+    defn = build_lake(tmp_path, orders, sessions)
+    owner = owner_key("backfill__2024-01-20T00:00:00+00:00", RERUN_DATE, RERUN_DATE)
+    # The first attempt's Spark job fails (a source went missing) after its staging was made.
+    failed = prepare_feature_job(defn, tmp_path, RERUN_DATE, RERUN_DATE, owner=owner)
+    job = json.loads(Path(failed["job_file"]).read_text())
+    job["definition"]["sources"][0]["path"] = str(tmp_path / "gone")
+    Path(failed["job_file"]).write_text(json.dumps(job))
+    with pytest.raises(Exception, match="(?i)spark|exit"):
+        run_feature_job(failed, conf=TEST_CONF)
+    failed_dir = Path(failed["job_file"]).parent
+    assert failed_dir.is_dir()
+    # A chunk of a parallel backfill run is writing now; one of a run that died long ago is not.
+    live = prepare_feature_job(defn, tmp_path, RANGE_START, RANGE_START, owner=owner_key("other_run", RANGE_START, RANGE_START))
+    dead = prepare_feature_job(defn, tmp_path, RANGE_END, RANGE_END, owner=owner_key("dead_run", RANGE_END, RANGE_END))
+    long_ago = time.time() - 25 * 3600
+    for directory, _, files in os.walk(Path(dead["job_file"]).parent):
+        for name in [".", *files]:
+            os.utime(os.path.join(directory, name), (long_ago, long_ago))
+
+    retry = prepare_feature_job(defn, tmp_path, RERUN_DATE, RERUN_DATE, owner=owner)
+    assert sorted(retry["staging_removed"]) == sorted([failed["version"], dead["version"]])
+    run_feature_job(retry, conf=TEST_CONF)
+    assert publish_feature_job(defn, retry)["published"] == [RERUN_DATE]
+    assert [p.name for p in staging_root(tmp_path, defn.name).iterdir()] == [live["version"]]
+    assert partition_file(tmp_path, defn.name, RERUN_DATE).is_file()

@@ -91,3 +91,30 @@ def test_chunk_ranges_cover_the_range_in_order_without_overlap():
     assert chunk_ranges("2024-01-01", "2024-01-01", 30) == [{"start": "2024-01-01", "end": "2024-01-01"}]
     with pytest.raises(ValueError, match="chunk_days must be >= 1"):
         chunk_ranges("2024-01-01", "2024-01-02", 0)
+
+
+def test_prepare_removes_earlier_attempts_of_its_chunk_and_stale_staging_only(tmp_path):
+    import os
+    import time
+
+    from dagfoundry.features.compute import owner_key, staging_root
+
+    (tmp_path / "src").mkdir()
+    defn = view(tmp_path / "src")
+    mine = owner_key("scheduled__2024-01-01T00:00:00+00:00", "2024-01-01", "2024-01-01")
+    earlier = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-01", owner=mine)
+    # same dates, another run (a parallel backfill): live, kept
+    parallel = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-01", owner=owner_key("manual__x", "2024-01-01", "2024-01-01"))
+    # same run, the next chunk: live, kept
+    neighbour = prepare_feature_job(defn, tmp_path, "2024-01-02", "2024-01-02", owner=owner_key("scheduled__2024-01-01T00:00:00+00:00", "2024-01-02", "2024-01-02"))
+    stale = prepare_feature_job(defn, tmp_path, "2024-01-03", "2024-01-03", owner=owner_key("old", "2024-01-03", "2024-01-03"))
+    old = time.time() - 25 * 3600
+    for directory, _, files in os.walk(Path(stale["job_file"]).parent):
+        for name in [".", *files]:
+            os.utime(os.path.join(directory, name), (old, old))
+
+    retry = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-01", owner=mine)
+
+    assert sorted(retry["staging_removed"]) == sorted([earlier["version"], stale["version"]])
+    left = sorted(p.name for p in staging_root(tmp_path, "users").iterdir())
+    assert left == sorted([parallel["version"], neighbour["version"], retry["version"]])
