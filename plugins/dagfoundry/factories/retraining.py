@@ -72,10 +72,12 @@ def build_retraining(loaded: LoadedSpec) -> Any:
         @task(task_id="validate_training_set")
         def validate_training_set(_built: Any, **context: Any) -> dict:
             from dagfoundry.errors import TrainingDataError
+            from dagfoundry.models.tracking import resolve_location
             from dagfoundry.training.steps import validate_step
 
             try:
-                return validate_step(spec, folder_of(context))
+                return validate_step(spec, folder_of(context), resolve_location(spec.mlflow_conn_id),
+                                     f"{spec.name}/{context['run_id']}")
             except TrainingDataError as exc:
                 raise data_problem(exc) from exc
 

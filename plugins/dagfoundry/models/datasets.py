@@ -24,3 +24,17 @@ def frame_digest(frame: pd.DataFrame) -> str:
     values = pd.util.hash_pandas_object(frame, index=False)
     digest.update(values.to_numpy().tobytes())
     return f"sha256:{digest.hexdigest()}"
+
+
+#: MLflow stores a dataset's digest in at most 36 characters (``MAX_DATASET_DIGEST_SIZE``).
+MLFLOW_DIGEST_LENGTH = 36
+
+
+def mlflow_dataset_digest(digest: str) -> str:
+    """Return the digest MLflow records for a dataset: the first 36 characters of ``digest``.
+
+    MLflow refuses longer dataset digests, so its digest is this prefix of the
+    ``dagfoundry.*_digest`` tag (``sha256:`` and 29 hex digits, 116 bits); the full digest
+    goes with the dataset input as its tag ``dagfoundry.digest``.
+    """
+    return digest[:MLFLOW_DIGEST_LENGTH]

@@ -31,3 +31,10 @@ def experiment_name(registered_model: str) -> str:
 
 #: Beyond the contract's table (retraining only, informational): the digest of the labels read.
 LABEL_SOURCE_VERSION = PREFIX + "label_source_version"
+
+#: Tag of a run's dataset inputs (``training``, ``holdout``): the set's full digest. MLflow's own
+#: dataset digest is its first 36 characters (:func:`dagfoundry.models.datasets.mlflow_dataset_digest`).
+DATASET_DIGEST = PREFIX + "digest"
+
+#: Run tag of a run that stopped before training (failed data checks): what failed.
+FAILURE = PREFIX + "failure"

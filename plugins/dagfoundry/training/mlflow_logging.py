@@ -27,6 +27,8 @@ TRAIN_ARTIFACT_PATH = "datasets/train.parquet"
 SAMPLE_ROWS = 20_000
 #: The training set itself is logged as an artifact only up to this many rows.
 SMALL_TRAINING_SET = 200_000
+#: MLflow truncates run tag values beyond this many characters (``MAX_TAG_VAL_LENGTH``).
+_RUN_TAG_LIMIT = 8000
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def log_and_register(
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
+    from dagfoundry.models.datasets import mlflow_dataset_digest
     from dagfoundry.models.scoring import predict_scores
     from dagfoundry.models.tracking import configure, ensure_experiment
 
@@ -104,8 +107,11 @@ def log_and_register(
             for name, report in record.reports.items():
                 (base / "reports" / f"{name}.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
             mlflow.log_artifacts(folder)
-        mlflow.log_input(from_pandas(train, name="training", targets=record.label_column), context="training")
-        mlflow.log_input(from_pandas(holdout, name="holdout", targets=record.label_column), context="holdout")
+        for context, frame, digest in (("training", train, record.training_digest),
+                                       ("holdout", holdout, record.holdout_digest)):
+            dataset = from_pandas(frame, name=context, targets=record.label_column,
+                                  digest=mlflow_dataset_digest(digest))
+            mlflow.log_input(dataset, context=context, tags={tags.DATASET_DIGEST: digest})
         signature = infer_signature(features, predict_scores(model, features, record.task))  # type: ignore[arg-type]
         info = mlflow.sklearn.log_model(model, name="model", signature=signature, input_example=features.head(5),
                                         skops_trusted_types=_own_model_types(model))
@@ -120,6 +126,35 @@ def log_and_register(
         "holdout_digest": record.holdout_digest,
         "metrics": record.metrics,
     }
+
+
+def log_failed_validation(registered_model: str, dag_run: str, report: dict[str, Any],
+                          location: MlflowLocation) -> str:
+    """Log a FAILED run holding the GX report, so the MLflow UI shows why no version came; return its id.
+
+    The run is in the model's experiment with the tags ``dagfoundry.spec``, ``dagfoundry.dag_run``
+    and ``dagfoundry.failure`` (the failing expectations); no model, no version.
+    """
+    import mlflow
+
+    from dagfoundry.models.tracking import configure, ensure_experiment
+
+    configure(location)
+    client = mlflow.MlflowClient()
+    failing = "; ".join(f"{f['expectation']}({f['kwargs']}): observed {f['observed']!r}" for f in report["failed"])
+    run = client.create_run(
+        ensure_experiment(tags.experiment_name(registered_model), location),
+        run_name=dag_run.replace("/", " "),
+        tags={tags.SPEC: dag_run.split("/", 1)[0], tags.DAG_RUN: dag_run,
+              tags.FAILURE: f"data checks failed: {failing}"[:_RUN_TAG_LIMIT],
+              "mlflow.source.name": dag_run.split("/", 1)[0]},
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "validation.json"
+        path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+        client.log_artifact(run.info.run_id, str(path), "reports")
+    client.set_terminated(run.info.run_id, status="FAILED")
+    return str(run.info.run_id)
 
 
 def _own_model_types(model: Any) -> list[str]:

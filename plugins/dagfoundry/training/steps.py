@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import pickle
 import re
 import subprocess
@@ -21,6 +22,8 @@ from dagfoundry.errors import TrainingDataError
 if TYPE_CHECKING:
     from dagfoundry.models.tracking import MlflowLocation
     from dagfoundry.specs.retraining import RetrainingSpec
+
+log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -82,8 +85,14 @@ def build_step(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetime, folde
     _write_json(folder / "build.json", summary)
     return summary
 
-def validate_step(spec: RetrainingSpec, folder: Path) -> dict[str, Any]:
-    """Run the spec's GX checks on the whole set (training and holdout); raise on failure."""
+def validate_step(spec: RetrainingSpec, folder: Path, location: MlflowLocation | None = None,
+                  dag_run: str = "") -> dict[str, Any]:
+    """Run the spec's GX checks on the whole set (training and holdout); raise on failure.
+
+    :param location: where to log a failed validation (a FAILED MLflow run with the GX report);
+        None to log nothing
+    :param dag_run: ``<dag_id>/<run_id>``, the failed run's name and tag
+    """
     import pandas as pd
 
     from dagfoundry.training.validation import require_valid, validate_frame
@@ -92,8 +101,22 @@ def validate_step(spec: RetrainingSpec, folder: Path) -> dict[str, Any]:
                       ignore_index=True)
     report = validate_frame(frame, spec.checks, suite_name=f"{spec.name}_checks")
     _write_json(folder / "validation.json", report)
+    if not report["success"] and location is not None:
+        _log_failed_validation(spec, report, location, dag_run)
     require_valid(report)
     return {"evaluated": report["evaluated"], "success": report["success"]}
+
+def _log_failed_validation(spec: RetrainingSpec, report: dict[str, Any], location: MlflowLocation,
+                           dag_run: str) -> None:
+    """Log the failed validation to MLflow; an MLflow problem is logged, never hides the data problem."""
+    from dagfoundry.training.mlflow_logging import log_failed_validation
+
+    try:
+        run_id = log_failed_validation(spec.registered_model, dag_run, report, location)
+    except Exception:  # noqa: BLE001 - the task fails for the data checks either way
+        log.warning("could not log the failed validation of %s to MLflow", dag_run, exc_info=True)
+        return
+    log.info("failed validation logged to MLflow: run %s (status FAILED, artifact reports/validation.json)", run_id)
 
 def drift_step(spec: RetrainingSpec, folder: Path, location: MlflowLocation, retrain_when: str) -> dict[str, Any]:
     """Compare the new training features with the champion's sample; decide whether to train.

@@ -24,12 +24,24 @@ def mlflow_client(lake: Path):
 
 
 def versions_of(lake: Path, model: str) -> list:
+    """Return the model's versions in the lake's store; [] only when the model does not exist.
+
+    Any other MLflow error (a wrong or broken store) fails the test instead of reading as
+    "nothing registered".
+    """
+    import mlflow
     from mlflow.exceptions import MlflowException
 
+    from dagfoundry.models.tracking import local_default
+
+    client = mlflow_client(lake)
+    assert mlflow.get_registry_uri() == local_default(lake).tracking_uri
     try:
-        return mlflow_client(lake).search_model_versions(f"name = '{model}'")
-    except MlflowException:
-        return []
+        return client.search_model_versions(f"name = '{model}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +50,19 @@ def first_run(airflow_db, churn_lake):
     return run
 
 
-def test_passing_run_registers_a_challenger_with_every_contract_tag(first_run, churn_lake):
+def mlflow_artifact(run_id: str, path: str) -> str:
+    import mlflow
+
+    return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path)
+
+
+def test_passing_run_registers_a_challenger_with_every_contract_tag(first_run, churn_lake, churn_spec):
+    import mlflow
     from airflow.sdk import DagRunState
 
     from dagfoundry.models import registry_tags as tags
+    from dagfoundry.models.datasets import mlflow_dataset_digest
+    from dagfoundry.training.steps import code_version, spec_hash
 
     assert first_run.state == DagRunState.SUCCESS, task_states(first_run)
     client = mlflow_client(churn_lake)
@@ -61,17 +82,48 @@ def test_passing_run_registers_a_challenger_with_every_contract_tag(first_run, c
     assert extra["holdout_digest"] == version.tags[tags.HOLDOUT_DIGEST]
 
     run = client.get_run(version.run_id)
-    contexts = {tag.value for d in run.inputs.dataset_inputs for tag in d.tags if tag.key == "mlflow.data.context"}
-    assert contexts == {"training", "holdout"}
+    inputs = {
+        tag_values["mlflow.data.context"]: (d.dataset, tag_values)
+        for d in run.inputs.dataset_inputs
+        for tag_values in [{tag.key: tag.value for tag in d.tags}]
+    }
+    assert set(inputs) == {"training", "holdout"}
+    for context, tag in (("training", tags.TRAINING_DIGEST), ("holdout", tags.HOLDOUT_DIGEST)):
+        dataset, input_tags = inputs[context]
+        assert input_tags[tags.DATASET_DIGEST] == version.tags[tag]
+        assert dataset.digest == mlflow_dataset_digest(version.tags[tag]) and version.tags[tag].startswith(dataset.digest)
+        assert json.loads(dataset.profile)["num_rows"] > 100
     artifacts = {a.path for a in client.list_artifacts(version.run_id, "datasets")}
     assert {"datasets/holdout.parquet", "datasets/train_sample.parquet"} <= artifacts
+    assert run.data.params["trainer.n_estimators"] == "100"
+
+    build = json.loads(next((churn_lake / "_training" / "shop_churn_retraining").iterdir()).joinpath(
+        "build.json").read_text())
+    assert version.tags[tags.LABEL_SOURCE_VERSION] == build["label_source_version"]
+    assert version.tags[tags.LABEL_SOURCE_VERSION].startswith("sha256:")
+    assert version.tags[tags.SPEC_HASH] == spec_hash(churn_spec)
+    assert version.tags[tags.CODE_VERSION] == code_version() and len(code_version()) == 40
+    for tag in (tags.LABEL_SOURCE_VERSION, tags.FEATURE_DATES, tags.SPEC_HASH, tags.CODE_VERSION,
+                tags.TRAINING_DIGEST, tags.HOLDOUT_DIGEST):
+        assert run.data.tags[tag] == version.tags[tag], tag
+
     reports = {a.path for a in client.list_artifacts(version.run_id, "reports")}
     assert reports == {"reports/validation.json", "reports/drift.json"}
-    assert run.data.params["trainer.n_estimators"] == "100"
+    validation = json.loads(Path(mlflow_artifact(version.run_id, "reports/validation.json")).read_text())
+    assert (validation["success"], validation["evaluated"], validation["failed"]) == (True, 4, [])
+    drift = json.loads(Path(mlflow_artifact(version.run_id, "reports/drift.json")).read_text())
+    assert drift["champion"] is None and drift["train"] is True
+
+    info = mlflow.models.get_model_info(f"models:/shop_churn/{version.version}")
+    assert [c["name"] for c in info.signature.inputs.to_dict()] == json.loads(version.tags[tags.FEATURES])
+    assert info.signature.outputs is not None
+    assert info.saved_input_example_info is not None
+    uri = f"models:/shop_churn/{version.version}"
+    example = mlflow.models.Model.load(uri).load_input_example(uri)
+    assert list(example.columns) == json.loads(version.tags[tags.FEATURES]) and len(example) == 5
     # Artifacts stay beside the SQLite store (never MLflow's ./mlruns file store).
     assert run.info.artifact_uri.startswith((churn_lake / "_mlflow" / "artifacts").as_uri())
 
-    import mlflow
     import pandas as pd
 
     from dagfoundry.models.scoring import compute_metrics, predict_scores
@@ -143,6 +195,18 @@ def test_failing_data_check_registers_nothing_and_names_the_expectation(airflow_
     report = json.loads((folder / "validation.json").read_text())
     assert [f["expectation"] for f in report["failed"]] == ["expect_column_values_to_be_between"]
     assert "expect_column_values_to_be_between(column='orders_7d', max_value=2.0" in logged
+
+    # The data scientist sees why in the MLflow UI: a FAILED run with the GX report, no model.
+    client = mlflow_client(churn_lake)
+    experiment = client.get_experiment_by_name("dagfoundry/churn_gx_fail")
+    [failed] = client.search_runs([experiment.experiment_id])
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["dagfoundry.dag_run"].startswith("churn_gx_fail/")
+    assert "expect_column_values_to_be_between" in failed.data.tags["dagfoundry.failure"]
+    assert {a.path for a in client.list_artifacts(failed.info.run_id, "reports")} == {"reports/validation.json"}
+    logged_report = json.loads(Path(mlflow_artifact(failed.info.run_id, "reports/validation.json")).read_text())
+    assert logged_report["failed"] == report["failed"]
+    assert client.list_artifacts(failed.info.run_id, "model") == []
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagfoundry.models.datasets import frame_digest
+from dagfoundry.models.datasets import MLFLOW_DIGEST_LENGTH, frame_digest, mlflow_dataset_digest
 from dagfoundry.models.scoring import compute_metrics, metric_direction, metrics_of_task, predict_scores
 
 
@@ -19,6 +19,15 @@ def test_digest_changes_with_any_value_column_or_order():
     assert frame_digest(frame.iloc[::-1].reset_index(drop=True)) != digest
     assert frame_digest(frame.rename(columns={"a": "c"})) != digest
     assert frame_digest(frame.astype({"a": "float64"})) != digest
+
+
+def test_mlflow_dataset_digest_is_the_longest_prefix_mlflow_accepts():
+    from mlflow.utils.validation import MAX_DATASET_DIGEST_SIZE
+
+    digest = frame_digest(pd.DataFrame({"a": [1, 2, 3]}))
+    short = mlflow_dataset_digest(digest)
+    assert MLFLOW_DIGEST_LENGTH == MAX_DATASET_DIGEST_SIZE == len(short)
+    assert digest.startswith(short) and short.startswith("sha256:")
 
 
 def test_classification_metrics_match_a_perfect_and_a_useless_ranking():
