@@ -19,6 +19,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from dagfoundry.errors import PromotionError
 from dagfoundry.models.registry_tags import PREFIX
 
 PROMOTION_PREFIX = PREFIX + "promotion."
@@ -44,10 +45,43 @@ ROLLED_BACK_AT = PROMOTION_PREFIX + "rolled_back_at"
 RESTORED_AT = PROMOTION_PREFIX + "restored_at"
 HISTORY_ENTRY = PROMOTION_PREFIX + "history_entry"
 
+#: MLflow's SQL stores keep a registered-model tag in VARCHAR(5000) (model version tags are TEXT):
+#: a history entry or intent longer than this would fail on PostgreSQL or MySQL.
+REGISTERED_MODEL_TAG_LIMIT = 5000
+#: Characters of JSON the gate results may take in an entry; the rest of an entry stays far below.
+GATES_BUDGET = 2500
+#: Key counting the passed gates that did not fit in :data:`GATES_BUDGET`.
+MORE_PASSED = "+passed"
+
 
 def now_text() -> str:
     """Return the current UTC time as ISO 8601 (what every audit record uses)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def compact_gates(gates: list[dict[str, Any]], budget: int = GATES_BUDGET) -> dict[str, Any]:
+    """Return each gate's result as ``{gate: [passed, value, threshold]}`` (6 significant digits).
+
+    Failed gates are always listed; passed gates while the JSON stays within ``budget``
+    characters, the others counted under ``"+passed"``. The full results with their details
+    are in the promotion run's ``promotion/decision.json``.
+
+    :param gates: :meth:`GateResult.as_dict` values, in the gates' order
+    """
+    def short(number: float | None) -> float | None:
+        return None if number is None else float(f"{number:.6g}")
+
+    results: dict[str, Any] = {}
+    skipped = 0
+    for gate in sorted(gates, key=lambda g: bool(g["passed"])):  # failed first
+        result = [bool(gate["passed"]), short(gate["value"]), short(gate["threshold"])]
+        if gate["passed"] and len(json.dumps({**results, gate["gate"]: result, MORE_PASSED: 0})) > budget:
+            skipped += 1
+            continue
+        results[gate["gate"]] = result
+    if skipped:
+        results[MORE_PASSED] = skipped
+    return results
 
 
 def history_key(seq: int) -> str:
@@ -73,8 +107,15 @@ def pending_of(registered: Any) -> dict[str, Any] | None:
 
 
 def begin_switch(client: Any, model: str, entry: dict[str, Any]) -> None:
-    """Record ``entry`` as the intent of the switch about to move the aliases; call it holding the lock."""
-    client.set_registered_model_tag(model, PENDING, json.dumps(entry, sort_keys=True))
+    """Record ``entry`` as the intent of the switch about to move the aliases; call it holding the lock.
+
+    :raises PromotionError: the entry would not fit in a registered-model tag (nothing was changed)
+    """
+    text = json.dumps(entry, sort_keys=True)
+    if len(text) + len('"seq": 999999, ') > REGISTERED_MODEL_TAG_LIMIT:
+        raise PromotionError(f"{model}: the history entry has {len(text)} characters, more than a registered-model "
+                             f"tag holds ({REGISTERED_MODEL_TAG_LIMIT}); nothing was changed")
+    client.set_registered_model_tag(model, PENDING, text)
 
 
 def end_switch(client: Any, model: str) -> None:

@@ -102,7 +102,7 @@ def evaluate_step(spec: ModelPromotionSpec, location: MlflowLocation, lake_root:
             audit.EVALUATED_AT: decision["evaluated_at"], audit.DAG_RUN: dag_run,
             audit.HOLDOUT_DIGEST: str(evaluation["holdout"]["digest"]), audit.CHART: decision["chart_uri"],
             audit.EVALUATION: {"champion": expected, "metrics": _metrics_of(evaluation),
-                               "failed": [g.gate for g in refused]},
+                               "failed": [g.gate for g in refused], "gates": audit.compact_gates(decision["gates"])},
         })
     log.info("%s v%s vs champion %s: %s\n%s\nchart: %s (MLflow: %s)", model, version, expected,
              "PASSED" if not refused else "REFUSED: " + reason, decision["table"], decision["chart_path"],
@@ -156,7 +156,8 @@ def switch_step(spec: ModelPromotionSpec, location: MlflowLocation, decision: di
                              f"{decision['reason']}")
     entry = {"dag_run": decision["dag_run"], "approved_by": approved_by,
              "holdout_digest": decision["evaluation"]["holdout"]["digest"],
-             "metrics": _metrics_of(decision["evaluation"]), "chart": decision["chart_uri"]}
+             "metrics": _metrics_of(decision["evaluation"]), "chart": decision["chart_uri"],
+             "gates": audit.compact_gates(decision["gates"])}
     done = promote(client_for(location), spec.registered_model, spec.aliases, decision["challenger"],
                    decision["expected_champion"], entry, hook)
     log.info("%s: champion v%s -> v%s (previous_champion v%s), history entry %s", spec.registered_model,

@@ -20,6 +20,7 @@ SPECS = {
     "budget": spec_text("promo_budget", "m_budget", "budgets: {max_latency_ms_per_1000_rows: 0.000001}\n"),
     "size": spec_text("promo_size", "m_size", "budgets: {max_model_bytes: 100}\n"),
     "digest": spec_text("promo_digest", "m_digest"),
+    "announced": spec_text("promo_announced", "m_announced"),
     "dry": spec_text("promo_dry", "m_dry"),
     "rollback": spec_text("promo_rollback", "m_rollback"),
     "approve": spec_text("promo_approve", "m_approve", approval="required"),

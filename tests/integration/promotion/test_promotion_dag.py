@@ -11,12 +11,16 @@ from promotion_zoo import register
 pytestmark = pytest.mark.integration
 
 
-def run_dag(dag_id: str, **conf):
+def load_dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[3] / "dags"))
     assert not bag.import_errors, bag.import_errors
-    return bag.dags[dag_id].test(run_conf=conf or None)
+    return bag.dags[dag_id]
+
+
+def run_dag(dag_id: str, **conf):
+    return load_dag(dag_id).test(run_conf=conf or None)
 
 
 def states(run) -> dict[str, str | None]:
@@ -81,6 +85,13 @@ def test_better_challenger_is_promoted_and_old_champion_kept_as_previous(airflow
     [entry] = history(registry, "m_better")
     assert (entry["champion_from"], entry["champion_to"], entry["previous_champion"]) == (old, new, old)
     assert entry["metrics"]["challenger"]["roc_auc"] > entry["metrics"]["champion"]["roc_auc"]
+    # Each gate's result: [passed, challenger's figure, threshold], in the history and on the version.
+    assert set(entry["gates"]) == {"holdout", "improvement:log_loss", "floor:roc_auc", "improvement:roc_auc"}
+    assert all(passed for passed, _, _ in entry["gates"].values())
+    assert entry["gates"]["floor:roc_auc"][1:] == [pytest.approx(entry["metrics"]["challenger"]["roc_auc"], abs=1e-5),
+                                                   0.55]
+    evaluation_tag = json.loads(registry.get_model_version("m_better", new).tags["dagfoundry.promotion.evaluation"])
+    assert evaluation_tag["gates"] == entry["gates"] and evaluation_tag["failed"] == []
     assert registry.get_model_version("m_better", old).tags["dagfoundry.promotion.replaced_by"] == new
     assert registry.get_model_version("m_better", new).tags["dagfoundry.promotion.replaced"] == old
     assert champion_events("m_better")[-1]["version"] == new
@@ -119,6 +130,9 @@ def test_refused_challenger_changes_no_alias(airflow_db, promotion_lake, registr
     tags = registry.get_model_version(model, new).tags
     assert tags["dagfoundry.promotion.decision"] == "refused"
     assert reason in tags["dagfoundry.promotion.reason"], tags["dagfoundry.promotion.reason"]
+    evaluation = json.loads(tags["dagfoundry.promotion.evaluation"])
+    assert evaluation["failed"] and all(evaluation["gates"][g][0] is False for g in evaluation["failed"])
+    assert all(result[0] for g, result in evaluation["gates"].items() if g not in evaluation["failed"])
 
 
 def test_holdout_with_another_digest_is_refused_with_that_reason(airflow_db, promotion_lake, registry):
@@ -130,6 +144,35 @@ def test_holdout_with_another_digest_is_refused_with_that_reason(airflow_db, pro
     assert states(run)["promote"] == "skipped"
     assert aliases(registry, "m_digest")["champion"] == old
     assert "holdout digest mismatch" in registry.get_model_version("m_digest", new).tags["dagfoundry.promotion.reason"]
+
+
+def test_challenger_announced_with_another_holdout_digest_is_refused_with_that_reason(
+    airflow_db, promotion_lake, registry
+):
+    """The triggering Asset event (what the retraining emitted) names the holdout digest; the
+    challenger run's holdout has another one (its recorded tag is intact): refused."""
+    from types import SimpleNamespace
+
+    old = register("m_announced", "north", promotion_lake)
+    registry.set_registered_model_alias("m_announced", "champion", old)
+    new = register("m_announced", "all", promotion_lake)
+    recorded = registry.get_model_version("m_announced", new).tags["dagfoundry.holdout_digest"]
+    announced = "sha256:" + "1" * 64
+    dag = load_dag("promo_announced")
+    # The context Airflow gives an Asset-triggered run: events by Asset, each with the emitter's extra.
+    events = {"models.m_announced.challenger": [SimpleNamespace(
+        extra={"model": "m_announced", "version": new, "holdout_digest": announced, "run_id": "r"})]}
+    decision = dag.get_task("evaluate").python_callable(
+        params={}, triggering_asset_events=events, run_id="asset_triggered__announced")
+    assert decision["challenger"] == new and decision["passed"] is False
+    expected = f"the Asset event announced {announced}, version {new}'s holdout has {recorded}"
+    assert expected in decision["reason"]
+    assert dag.get_task("route").python_callable(decision) == []  # nothing goes on to promote
+    tags = registry.get_model_version("m_announced", new).tags
+    assert tags["dagfoundry.promotion.decision"] == "refused" and expected in tags["dagfoundry.promotion.reason"]
+    assert json.loads(tags["dagfoundry.promotion.evaluation"])["gates"] == {"holdout": [False, None, None]}
+    assert aliases(registry, "m_announced") == {"champion": old, "challenger": new, "previous_champion": None}
+    assert history(registry, "m_announced") == []
 
 
 def test_dry_run_changes_nothing_in_the_registry(airflow_db, promotion_lake, registry):
@@ -145,7 +188,7 @@ def test_dry_run_changes_nothing_in_the_registry(airflow_db, promotion_lake, reg
     assert after == before
 
 
-def test_rollback_restores_the_previous_champion_once(airflow_db, promotion_lake, registry):
+def test_rollback_restores_the_previous_champion_once(airflow_db, promotion_lake, registry, capfd):
     old = register("m_rollback", "north", promotion_lake)
     registry.set_registered_model_alias("m_rollback", "champion", old)
     new = register("m_rollback", "all", promotion_lake)
@@ -163,7 +206,11 @@ def test_rollback_restores_the_previous_champion_once(airflow_db, promotion_lake
     assert champion_events("m_rollback")[-1] == {**champion_events("m_rollback")[-1], "action": "rollback",
                                                  "version": old}
 
+    capfd.readouterr()
     again = run_dag("promo_rollback", rollback=True)
+    logged = capfd.readouterr()
     assert states(again)["rollback"] == "failed"
+    assert (f"m_rollback: nothing to roll back to: alias 'previous_champion' is not set (champion is {old}); "
+            "a rollback restores one previous champion once") in logged.out + logged.err
     assert aliases(registry, "m_rollback")["champion"] == old
     assert len(history(registry, "m_rollback")) == 2

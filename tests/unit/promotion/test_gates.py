@@ -104,3 +104,41 @@ def test_the_triggering_event_of_this_model_names_the_challenger(spec):
               {"model": "m", "version": "4", "holdout_digest": "sha256:b"}]
     assert announced_challenger(spec, events) == ("4", "sha256:b")
     assert announced_challenger(spec, [{"model": "other", "version": "9"}]) == (None, None)
+
+
+def test_audit_records_carry_each_gates_result_compactly(spec):
+    import json
+
+    from dagfoundry.promotion.audit import GATES_BUDGET, MORE_PASSED, compact_gates
+
+    ev = evaluation(side("2", 0.8612345678, 0.40, south_auc=0.75), side("1", 0.83, 0.45))
+    results = [g.as_dict() for g in apply_gates(spec, ev)]
+    compact = compact_gates(results)
+    assert sorted(compact) == sorted(r["gate"] for r in results)  # every gate
+    assert compact["segment:region=south:roc_auc"] == [False, 0.75, 0.78]
+    assert compact["floor:roc_auc"] == [True, 0.861235, 0.7]
+    assert compact["holdout"] == [True, None, None]
+
+    # Many segments: failed gates are all kept, passed ones counted beyond the budget.
+    many = [{"gate": f"segment:store={i}:roc_auc", "passed": i % 50 != 7, "value": 0.8, "threshold": 0.78,
+             "detail": "..."} for i in range(500)]
+    squeezed = compact_gates(many)
+    assert len(json.dumps(squeezed)) <= GATES_BUDGET
+    assert [g for g, r in squeezed.items() if g != MORE_PASSED and not r[0]] == [
+        f"segment:store={i}:roc_auc" for i in range(500) if i % 50 == 7]
+    assert squeezed[MORE_PASSED] + len(squeezed) - 1 == 500
+
+
+def test_a_history_entry_too_long_for_a_registered_model_tag_changes_nothing():
+    from dagfoundry.errors import PromotionError
+    from dagfoundry.promotion.audit import begin_switch
+
+    class Client:
+        written: list = []
+
+        def set_registered_model_tag(self, *args):
+            self.written.append(args)
+
+    with pytest.raises(PromotionError, match=r"m: the history entry has \d+ characters, more than a registered"):
+        begin_switch(Client(), "m", {"dag_run": "x" * 5000})
+    assert Client.written == []
