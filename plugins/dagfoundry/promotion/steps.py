@@ -157,7 +157,8 @@ def switch_step(spec: ModelPromotionSpec, location: MlflowLocation, decision: di
     entry = {"dag_run": decision["dag_run"], "approved_by": approved_by,
              "holdout_digest": decision["evaluation"]["holdout"]["digest"],
              "metrics": _metrics_of(decision["evaluation"]), "chart": decision["chart_uri"],
-             "gates": audit.compact_gates(decision["gates"])}
+             # .get: a decision in XCom from before gates were recorded (a deploy during a run)
+             "gates": audit.compact_gates(decision.get("gates") or [])}
     done = promote(client_for(location), spec.registered_model, spec.aliases, decision["challenger"],
                    decision["expected_champion"], entry, hook)
     log.info("%s: champion v%s -> v%s (previous_champion v%s), history entry %s", spec.registered_model,

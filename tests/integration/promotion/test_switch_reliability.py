@@ -69,7 +69,9 @@ def test_champion_moved_between_evaluation_and_switch_is_detected(registry, load
     registry.set_registered_model_alias(model, "champion", first)
     decision = {"model": model, "challenger": second, "expected_champion": first, "passed": True, "dry_run": False,
                 "reason": "all gates passed", "dag_run": "test/moved", "chart_uri": "",
-                "evaluation": evaluation(second, first, {first: 0.7, second: 0.8})}
+                "evaluation": evaluation(second, first, {first: 0.7, second: 0.8}),
+                "gates": [{"gate": "improvement:roc_auc", "passed": True, "value": 0.8, "threshold": 0.7,
+                           "detail": "roc_auc 0.8 vs champion 0.7"}]}
     # Another process promotes `third` after the evaluation read `first` as champion.
     mover = threading.Thread(target=registry.set_registered_model_alias, args=(model, "champion", third))
     mover.start()
