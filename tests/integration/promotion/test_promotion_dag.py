@@ -23,6 +23,40 @@ def run_dag(dag_id: str, **conf):
     return load_dag(dag_id).test(run_conf=conf or None)
 
 
+def run_dag_triggered_by(dag_id: str, asset_name: str, extra: dict):
+    """Run a DAG through ``dag.test()`` as a run that an event of ``asset_name`` with ``extra`` triggered.
+
+    ``dag.test()`` creates a manual run; the run is given the event as a consumed Asset event
+    (as the scheduler does for an Asset-triggered run), so the tasks' context carries it in
+    ``triggering_asset_events`` through Airflow's own execution API.
+    """
+    from unittest import mock
+
+    import airflow.models.dagrun as dagrun_module
+    from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import select
+
+    create = dagrun_module.get_or_create_dagrun
+
+    def create_with_event(*, session, **kwargs):
+        run = create(session=session, **kwargs)
+        asset = session.scalar(select(AssetModel).where(AssetModel.name == asset_name))
+        if asset is None:
+            asset = AssetModel(name=asset_name, uri=asset_name)
+            session.add(asset)
+            session.flush()
+        event = AssetEvent(asset_id=asset.id, extra=extra, source_dag_id="retraining", source_task_id="register_model",
+                           source_run_id="scheduled__announced")
+        session.add(event)
+        session.flush()
+        run.consumed_asset_events.append(event)
+        session.commit()
+        return run
+
+    with mock.patch.object(dagrun_module, "get_or_create_dagrun", create_with_event):
+        return load_dag(dag_id).test()
+
+
 def states(run) -> dict[str, str | None]:
     return {ti.task_id: ti.state for ti in run.get_task_instances()}
 
@@ -151,23 +185,19 @@ def test_challenger_announced_with_another_holdout_digest_is_refused_with_that_r
 ):
     """The triggering Asset event (what the retraining emitted) names the holdout digest; the
     challenger run's holdout has another one (its recorded tag is intact): refused."""
-    from types import SimpleNamespace
-
     old = register("m_announced", "north", promotion_lake)
     registry.set_registered_model_alias("m_announced", "champion", old)
     new = register("m_announced", "all", promotion_lake)
     recorded = registry.get_model_version("m_announced", new).tags["dagfoundry.holdout_digest"]
     announced = "sha256:" + "1" * 64
-    dag = load_dag("promo_announced")
-    # The context Airflow gives an Asset-triggered run: events by Asset, each with the emitter's extra.
-    events = {"models.m_announced.challenger": [SimpleNamespace(
-        extra={"model": "m_announced", "version": new, "holdout_digest": announced, "run_id": "r"})]}
-    decision = dag.get_task("evaluate").python_callable(
-        params={}, triggering_asset_events=events, run_id="asset_triggered__announced")
+    run = run_dag_triggered_by("promo_announced", "models.m_announced.challenger",
+                               {"model": "m_announced", "version": new, "holdout_digest": announced, "run_id": "r"})
+    assert states(run)["evaluate"] == "success" and states(run)["promote"] == "skipped", states(run)
+    [folder] = (promotion_lake / "_promotion" / "promo_announced").iterdir()
+    decision = json.loads((folder / "decision.json").read_text())
     assert decision["challenger"] == new and decision["passed"] is False
     expected = f"the Asset event announced {announced}, version {new}'s holdout has {recorded}"
     assert expected in decision["reason"]
-    assert dag.get_task("route").python_callable(decision) == []  # nothing goes on to promote
     tags = registry.get_model_version("m_announced", new).tags
     assert tags["dagfoundry.promotion.decision"] == "refused" and expected in tags["dagfoundry.promotion.reason"]
     assert json.loads(tags["dagfoundry.promotion.evaluation"])["gates"] == {"holdout": [False, None, None]}
