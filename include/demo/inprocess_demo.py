@@ -1,4 +1,7 @@
-"""``make demo``: the main job end to end on embedded defaults, through Airflow itself.
+"""``make demo-inprocess``: three kinds end to end on embedded defaults, through ``dag.test()``.
+
+No scheduler: each DAG runs in this process (``make demo`` runs the whole lifecycle through a
+real one, ``include/demo/run_demo.py``).
 
 1. A shop database in the local PostgreSQL (``dagfoundry_demo``), seeded with customers and orders.
 2. ``shop_cdc`` (dag_configs/cdc/shop.yaml) runs through Airflow (``dag.test()``): Debezium
@@ -17,7 +20,6 @@ Everything lives under ``.demo/`` (Airflow home, lake); a re-run starts from scr
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -26,38 +28,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / ".demo"
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from include.demo import shop_source  # noqa: E402
+from include.demo.demo_home import DEMO, demo_environment  # noqa: E402
+from include.demo.demo_home import compare_mirrors as mirror_verdicts  # noqa: E402
 from include.demo.order_events import TABLE as EVENTS_TABLE  # noqa: E402
 from include.demo.order_events import write_order_events  # noqa: E402
 
 COMPACTION_DAG = "orders_events_compaction"
 FEATURE_DAG = "customer_order_features"
-
-MIRRORED = {
-    "public.customers": ["customer_id", "name", "city"],
-    "public.orders": ["order_id", "customer_id", "amount", "status", "ordered_at"],
-}
-
-
-def demo_environment() -> dict[str, str]:
-    """Return the settings of the demo's Airflow and lake (``make airflow`` serves the same state)."""
-    connection = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
-                  "schema": shop_source.DEMO_DATABASE}
-    return {
-        "AIRFLOW_HOME": str(DEMO / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "DAGFOUNDRY_CONFIG_DIR": str(ROOT / "dag_configs"),
-        "DAGFOUNDRY_LAKE_ROOT": str(DEMO / "lake"),
-        "AIRFLOW_CONN_SHOP_POSTGRES": json.dumps(connection),
-        "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[*]"}),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
-        "GX_ANALYTICS_ENABLED": "false",
-    }
 
 
 def configure_environment() -> None:
@@ -94,24 +74,11 @@ def run_dag(dag_id: str, **conf):
 
 
 def compare_mirrors() -> None:
-    import pyarrow.parquet as pq
-
-    for table_id, columns in MIRRORED.items():
-        mirror = pq.read_table(DEMO / "lake" / "mirror" / "shop" / table_id, columns=columns)
-        mirrored = sorted(
-            tuple(None if v is None else str(v) for v in row)
-            for row in zip(*(mirror.column(c).to_pylist() for c in columns), strict=True)
-        )
-        source = shop_source.table_rows(table_id.split(".")[1], columns)
-        verdict = "equal" if _normalized(mirrored) == _normalized(source) else "DIFFERENT"
-        print(f"   {table_id}: PostgreSQL {len(source)} rows, lake mirror {len(mirrored)} rows -> {verdict}")
-        if verdict != "equal":
+    for table_id, (source_rows, mirror_rows, equal) in mirror_verdicts(DEMO / "lake").items():
+        verdict = "equal" if equal else "DIFFERENT"
+        print(f"   {table_id}: PostgreSQL {source_rows} rows, lake mirror {mirror_rows} rows -> {verdict}")
+        if not equal:
             raise SystemExit(f"mirror of {table_id} differs from the source")
-
-
-def _normalized(rows: list[tuple]) -> list[tuple]:
-    # Timestamps print with 'T' from Arrow and ' ' from PostgreSQL; compare the instant.
-    return sorted(tuple(v.replace("T", " ") if isinstance(v, str) else v for v in row) for row in rows)
 
 
 def main() -> None:

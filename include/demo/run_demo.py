@@ -2,55 +2,107 @@
 
 1. The shop database ``dagfoundry_demo`` in the local PostgreSQL (seeded on the first run,
    changed by inserts, updates, key changes and deletes on every later run) and the shop's
-   order event stream in the lake: 120 simulated days, many small files per day (a later run
-   adds another batch of late events to every day). Churn labels are derived from the events.
+   order event stream in the lake: :data:`DEMO_SIZE` simulated days, several small files per
+   day (a later run adds another batch of late events to every day). Churn labels are derived
+   from the events.
 2. A real Airflow (api-server, scheduler, dag-processor, triggerer, LocalExecutor) on a
    PostgreSQL metadata database ``dagfoundry_demo_airflow`` (recreated each run) and an MLflow UI.
 3. ``shop_cdc`` is triggered; every later DAG is started by the Asset event of the one before
    (include/demo/lifecycle.py): compaction -> features (the dates the compacted days affect)
-   -> retraining -> promotion (approval ``auto``).
+   -> retraining -> promotion (approval ``auto``). Task states print while a stage runs, its
+   duration when it ends.
 4. A summary; Airflow and MLflow keep running (``make airflow-stop`` ends them).
+
+Run it again and it continues from the state it left (the round number in ``.demo/round``): the
+source changes again, the CDC run streams only those changes from the kept replication slot,
+late files make the days small-file heavy again, features and the model are recomputed, and
+the promotion compares the new challenger with the champion of the earlier round on the same
+holdout, promoting only when no gate fails (include/demo/lifecycle.py, docs/promotion.md).
+The end-to-end test (tests/integration/runtime/test_lifecycle.py) runs the same code on a
+smaller :class:`DemoSize`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from include.demo import shop_source  # noqa: E402
-from include.demo.run_demo import DEMO, MIRRORED, _normalized, demo_environment  # noqa: E402
+from include.demo.demo_home import DEMO, compare_mirrors, demo_environment, shop_connection  # noqa: E402
 
-EVENT_DAYS = 120
+#: A label says whether the customer orders in the next 14 days: the latest label day is 14 days ago.
+LABEL_HORIZON_DAYS = 14
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How much data a lifecycle run makes, and the spec settings that size implies.
+
+    :param days: simulated days of order events, ending yesterday
+    :param label_history_days: the first label day comes this many days after the first event day
+    :param label_every_days: one label per active customer every this many days
+    :param holdout_label_days: the retraining holds out the labels of the latest this many days that have labels
+    :param capture_idle: the CDC spec's ``capture.idle`` (caught up after this long without changes)
+    :param capture_max_duration: the CDC spec's ``capture.max_duration``
+    """
+
+    days: int = 60
+    files_per_day: int = 5
+    events_per_day: int = 300
+    customers: int = 300
+    shop_customers: int = 500
+    shop_orders: int = 5000
+    label_history_days: int = 30
+    label_every_days: int = 2
+    holdout_label_days: int = 6
+    capture_idle: str = "2s"
+    capture_max_duration: str = "3m"
+
+    def spec_overrides(self) -> dict[str, dict]:
+        """Return the keys the chain's copies of the example specs change (lifecycle.write_chain_specs)."""
+        return {
+            "cdc/shop.yaml": {"capture": {"idle": self.capture_idle, "max_duration": self.capture_max_duration}},
+            # One Spark application for every day (two would compete for the cores).
+            "compaction/orders_events.yaml": {"spark": {"max_partitions_per_batch": max(self.days, 1)}},
+            # The holdout counts back from the run's day, and the latest label is LABEL_HORIZON_DAYS old.
+            "models/shop_churn.yaml": {"split": {"holdout_days": LABEL_HORIZON_DAYS + self.holdout_label_days}},
+        }
+
+
+#: What ``make demo`` runs: sized to finish in minutes on an idle 2-core machine.
+DEMO_SIZE = DemoSize()
 ROUND_FILE = DEMO / "round"
 #: The example specs as the chain runs them (include/demo/lifecycle.py: schedules on Assets only).
 CHAIN_SPECS = DEMO / "dag_configs"
+METADATA_DATABASE = "dagfoundry_demo_airflow"
+MLFLOW_PORT = 5000
 
 
 def step(message: str) -> None:
     print(f"\n== [{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def prepare_events(lake: Path, round_number: int, *, days: int = EVENT_DAYS, events_per_day: int = 300,
-                   files_per_day: int = 6, customers: int = 300) -> dict:
-    """Land ``days`` simulated days of order events ending yesterday (a later round adds late files) and the labels."""
-    import datetime as dt
-
+def prepare_events(lake: Path, round_number: int, size: DemoSize = DEMO_SIZE) -> dict:
+    """Land ``size.days`` simulated days of order events ending yesterday (a later round adds late files) and the labels."""
     from include.demo.churn_labels import write_churn_labels
     from include.demo.order_events import TABLE, write_order_events
 
     today = dt.datetime.now(dt.UTC).date()
-    first = today - dt.timedelta(days=days)
+    first = today - dt.timedelta(days=size.days)
     staging = lake.parent / f"_incoming_{round_number}"
     shutil.rmtree(staging, ignore_errors=True)
-    events = write_order_events(staging, first, days, events_per_day=events_per_day, files_per_day=files_per_day,
-                                customers=customers, seed=3 + round_number, churn_signal=True)
+    events = write_order_events(staging, first, size.days, events_per_day=size.events_per_day,
+                                files_per_day=size.files_per_day, customers=size.customers,
+                                seed=3 + round_number, churn_signal=True)
     aged = time.time() - 6 * 3600  # the writer finished hours ago: the days are closed
     for source in sorted((staging / TABLE).rglob("*.parquet")):
         target = lake / TABLE / source.parent.name / f"r{round_number}-{source.name}"
@@ -60,37 +112,53 @@ def prepare_events(lake: Path, round_number: int, *, days: int = EVENT_DAYS, eve
     for folder in [*(lake / TABLE).iterdir(), lake / TABLE]:
         os.utime(folder, (aged, aged))
     shutil.rmtree(staging)
-    # Labels need 30 days of history before and 14 days of future after the label day.
-    labels = write_churn_labels(lake, first + dt.timedelta(days=30), today - dt.timedelta(days=14))
+    # A label needs history before it (the features' windows) and its horizon of future after it.
+    labels = write_churn_labels(lake, first + dt.timedelta(days=size.label_history_days),
+                                today - dt.timedelta(days=LABEL_HORIZON_DAYS), every_days=size.label_every_days,
+                                horizon_days=LABEL_HORIZON_DAYS)
     files = sum(1 for _ in (lake / TABLE).rglob("*.parquet"))
     return {"events": events, "first": first, "last": today - dt.timedelta(days=1), "files": files, "labels": labels}
 
 
-METADATA_DATABASE = "dagfoundry_demo_airflow"
-AIRFLOW_PORT = 8080
-MLFLOW_PORT = 5000
+def deployment_environment(home: Path, lake: Path, specs: Path, metadata_database: str, shop_database: str,
+                           *, mlflow_port: int | None = None) -> dict[str, str]:
+    """Return the settings of a real deployment running the chain (the demo's, or a test's with its own names).
+
+    :param metadata_database: Airflow's metadata database on the local PostgreSQL
+    :param shop_database: the shop source the CDC spec's ``shop_postgres`` connection points to
+    :param mlflow_port: run an MLflow UI on the lake's registry on this port
+    """
+    settings = {
+        **demo_environment(),
+        "AIRFLOW_HOME": str(home),
+        "DAGFOUNDRY_LAKE_ROOT": str(lake),
+        "DAGFOUNDRY_CONFIG_DIR": str(specs),
+        "AIRFLOW_CONN_SHOP_POSTGRES": shop_connection(shop_database),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{metadata_database}",
+        # Local demo: everyone is admin (the REST calls and the UI need no login).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW_PARALLELISM": "4",
+    }
+    if mlflow_port:
+        settings.update({
+            "DAGFOUNDRY_MLFLOW_UI_PORT": str(mlflow_port),
+            "DAGFOUNDRY_MLFLOW_BACKEND": f"sqlite:///{lake / '_mlflow' / 'mlflow.db'}",
+            # The UI only reads: no job runner (it forks a handful of worker processes).
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        })
+    return settings
 
 
 def scheduler_environment() -> dict[str, str]:
     """Return the demo's settings for a real deployment (``make airflow`` serves the same)."""
     from include.airflow_local import _port_free
 
-    lake = DEMO / "lake"
-    mlflow_port = MLFLOW_PORT if _port_free(MLFLOW_PORT) else 5001
-    return {
-        **demo_environment(),
-        "DAGFOUNDRY_CONFIG_DIR": str(CHAIN_SPECS),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{METADATA_DATABASE}",
-        # Local demo: everyone is admin (the REST calls and the UI need no login).
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "AIRFLOW_PARALLELISM": "4",
-        "DAGFOUNDRY_MLFLOW_UI_PORT": str(mlflow_port),
-        "DAGFOUNDRY_MLFLOW_BACKEND": f"sqlite:///{lake / '_mlflow' / 'mlflow.db'}",
-        # The UI only reads: no job runner (it forks a handful of worker processes).
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
+    return deployment_environment(
+        DEMO / "airflow", DEMO / "lake", CHAIN_SPECS, METADATA_DATABASE, shop_source.DEMO_DATABASE,
+        mlflow_port=MLFLOW_PORT if _port_free(MLFLOW_PORT) else 5001,
+    )
 
 
 def recreate_metadata_database(name: str) -> None:
@@ -101,29 +169,15 @@ def recreate_metadata_database(name: str) -> None:
         cur.execute(f'CREATE DATABASE "{name}"')
 
 
-def compare_mirrors(lake: Path, database: str) -> dict[str, tuple[int, int, bool]]:
-    """Return table -> (source rows, mirror rows, equal)."""
-    import pyarrow.parquet as pq
-
-    found = {}
-    for table_id, columns in MIRRORED.items():
-        mirror = pq.read_table(lake / "mirror" / "shop" / table_id, columns=columns)
-        mirrored = sorted(
-            tuple(None if v is None else str(v) for v in row)
-            for row in zip(*(mirror.column(c).to_pylist() for c in columns), strict=True)
-        )
-        source = shop_source.table_rows(table_id.split(".")[1], columns, database=database)
-        found[table_id] = (len(source), len(mirrored), _normalized(mirrored) == _normalized(source))
-    return found
-
-
 def main() -> int:
     from include.airflow_local import LocalAirflow, airflow_environment
     from include.airflow_rest import AirflowApi
     from include.demo.lifecycle import run_chain, write_chain_specs
 
     began = time.monotonic()
-    environment = airflow_environment({**os.environ, **scheduler_environment(), "AIRFLOW_PORT": str(AIRFLOW_PORT)})
+    # Port 8080 (AIRFLOW_PORT chooses another; a free one when 8080 is taken).
+    environment = airflow_environment({**os.environ, **scheduler_environment()})
+    environment.pop("MLFLOW_TRACKING_URI", None)  # the demo's registry is the lake's
     local = LocalAirflow(environment)
     if local.running():
         step("stopping the demo's Airflow of the previous run")
@@ -131,35 +185,38 @@ def main() -> int:
     previous = int(ROUND_FILE.read_text()) if ROUND_FILE.exists() and shop_source.database_exists() else 0
     round_number = previous + 1
     lake = DEMO / "lake"
+    size = DEMO_SIZE
     if round_number == 1:
         shutil.rmtree(DEMO, ignore_errors=True)
-        step(f"round 1: seeding the shop database {shop_source.DEMO_DATABASE} (500 customers, 5000 orders)")
+        step(f"round 1: seeding the shop database {shop_source.DEMO_DATABASE} "
+             f"({size.shop_customers} customers, {size.shop_orders} orders)")
         shop_source.recreate_database()
-        shop_source.seed()
+        shop_source.seed(size.shop_customers, size.shop_orders)
     else:
-        step(f"round {round_number}: changing the shop database again")
+        step(f"round {round_number}: changing the shop database again (the model is promoted only if better)")
         touched = shop_source.change(round_number)
         print(f"   {touched}")
-    step(f"the order event stream: {EVENT_DAYS} simulated days, 6 small files a day; churn labels")
-    landed = prepare_events(lake, round_number)
+    step(f"the order event stream: {size.days} simulated days, {size.files_per_day} small files a day; churn labels")
+    landed = prepare_events(lake, round_number, size)
     print(f"   {landed['events']} events {landed['first']} .. {landed['last']}; {landed['files']} files; "
           f"{landed['labels']} labels")
-    write_chain_specs(ROOT / "dag_configs", CHAIN_SPECS)
+    write_chain_specs(ROOT / "dag_configs", CHAIN_SPECS, overrides=size.spec_overrides())
     step(f"starting Airflow (metadata database {METADATA_DATABASE}, recreated) and the MLflow UI")
     recreate_metadata_database(METADATA_DATABASE)
     (DEMO / "airflow").mkdir(parents=True, exist_ok=True)
     local.start()
-    print(f"   Airflow {local.url}, MLflow {local.mlflow_url} ({time.monotonic() - began:.0f} s)")
+    ready = time.monotonic() - began
+    print(f"   Airflow {local.url}, MLflow {local.mlflow_url} ({ready:.0f} s from start)")
     step("the chain: shop_cdc -> compaction -> features -> retraining -> promotion, each started by an Asset")
     stages = run_chain(AirflowApi(local.url))
     mirrors = compare_mirrors(lake, shop_source.DEMO_DATABASE)
     ROUND_FILE.write_text(str(round_number))
     (local.run_dir / "demo_finished").write_text(str(round_number))
-    print(summary(stages, mirrors, landed, local, round_number, time.monotonic() - began))
+    print(summary(stages, mirrors, landed, local, round_number, time.monotonic() - began, ready))
     return 0 if all(equal for *_, equal in mirrors.values()) else 1
 
 
-def summary(stages, mirrors, landed, local, round_number: int, seconds: float) -> str:
+def summary(stages, mirrors, landed, local, round_number: int, seconds: float, ready: float) -> str:
     by_dag = {s.dag_id: s for s in stages}
     cdc = by_dag["shop_cdc"].outputs
     compaction = (by_dag["orders_events_compaction"].outputs.get("report") or {}).get("summary", {})
@@ -175,6 +232,8 @@ def summary(stages, mirrors, landed, local, round_number: int, seconds: float) -
     lines = [
         "",
         f"== summary of round {round_number} ({seconds:.0f} s from start to here)",
+        f"   timing      set-up and Airflow start {ready:.0f} s; "
+        + ", ".join(f"{s.dag_id} {s.seconds:.0f} s" for s in stages),
         f"   CDC         captured {json.dumps(cdc.get('capture'), default=str)[:200]}",
     ]
     for table, (source_rows, mirror_rows, equal) in mirrors.items():
@@ -196,7 +255,7 @@ def summary(stages, mirrors, landed, local, round_number: int, seconds: float) -
         "   each run started by the Asset of the one before: "
         + ", ".join(f"{s.dag_id} <- {'/'.join(s.triggered_by) or s.run_type}" for s in stages),
         f"   replication slots kept: {', '.join(slots) or 'none'}"
-        + (" (shop_cdc runs every 15 minutes in the running Airflow and resumes from it; trigger it with "
+        + (" (the next `make demo` streams the source's changes from it; trigger shop_cdc with "
            "action drop_slot to drop it)" if slots else ""),
         "",
         f"   Airflow UI  {local.url}  (every run of the chain; admin without login)",
