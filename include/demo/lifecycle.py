@@ -32,6 +32,8 @@ CHAIN = [
     ("shop_churn_promotion", "models.shop_churn.challenger"),
 ]
 RETRAINING_DAG = "shop_churn_retraining"
+#: While a stage runs, its unchanged task states are printed again after this long (it still runs).
+QUIET_PROGRESS_SECONDS = 60.0
 ALL_DAGS = [CDC_DAG, *(dag for dag, _ in CHAIN)]
 #: The example specs the chain runs, with the schedule each gets in the chain's spec folder:
 #: the Assets only, so no cron tick starts a run on its own while the chain is followed.
@@ -105,7 +107,8 @@ def run_chain(api: AirflowApi, *, say: Callable[[str], None] = print, stage_time
     """Unpause the five DAGs, start the CDC run and follow the Asset chain to the promotion.
 
     While a stage runs, its task states are printed when they change (at most every
-    ``progress_every`` seconds); when it ends, its duration and what started it.
+    ``progress_every`` seconds) and at least once a minute; when it ends, its duration and
+    what started it.
 
     :param stage_timeout: how long one stage may take, from its start (or the upstream's end)
     :return: one :class:`StageRun` per DAG, in data-flow order; raises when a run fails
@@ -138,19 +141,19 @@ def _asset_run(api: AirflowApi, dag_id: str, since: dt.datetime) -> dict | None:
 
 def _follow(api: AirflowApi, dag_id: str, run_id: str, say: Callable[[str], None], timeout: float,
             every: float) -> str:
-    """Wait for the run to end; print its task states whenever they changed (at most every ``every`` s)."""
+    """Wait for the run to end; print its task states when they change (at most every ``every`` s) or once a minute."""
     began = time.monotonic()
-    shown = None
+    shown, shown_at = "", 0.0
 
     def ended() -> str | None:
-        nonlocal shown
+        nonlocal shown, shown_at
         state = api.run(dag_id, run_id)["state"]
         if state in FINISHED:
             return state
-        progress = _progress(api.task_states(dag_id, run_id))
-        if progress != shown:
-            say(f"     {dag_id} [{time.monotonic() - began:4.0f} s] {progress}")
-            shown = progress
+        progress, now = _progress(api.task_states(dag_id, run_id)), time.monotonic()
+        if progress != shown or now - shown_at >= QUIET_PROGRESS_SECONDS:
+            say(f"     {dag_id} [{now - began:4.0f} s] {progress}")
+            shown, shown_at = progress, now
         return None
 
     return api.wait_for(f"run {run_id} of {dag_id} to end", ended, timeout=timeout, every=every)
