@@ -142,6 +142,11 @@ class AirflowApi:
         """
         return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
 
+    def emitted_asset_events(self, dag_id: str, run_id: str) -> list[dict]:
+        """Return the Asset events a run emitted (``GET /assets/events`` by source DAG and run)."""
+        params = {"source_dag_id": dag_id, "source_run_id": run_id, "limit": 100}
+        return self.call("GET", "/assets/events", params=params)["asset_events"]
+
     def triggering_assets(self, dag_id: str, run_id: str) -> list[str]:
         """Return the names of the Assets whose events started a run (empty for other runs)."""
         return sorted({e.get("name") or e.get("uri") for e in self.upstream_asset_events(dag_id, run_id)})

@@ -124,6 +124,7 @@ def run_chain(api: AirflowApi, *, say: Callable[[str], None] = print, stage_time
     say(f"   {CDC_DAG}: started (Debezium snapshot or stream, landing batches, Spark mirror)")
     stages = [_finish(api, CDC_DAG, cdc_run, started, say, stage_timeout, progress_every)]
     for dag_id, asset in CHAIN:
+        _check_emitted(api, stages[-1], asset, dag_id)
         run = api.wait_for(
             f"a run of {dag_id} started by {asset}",
             lambda dag_id=dag_id: _asset_run(api, dag_id, started),
@@ -131,6 +132,16 @@ def run_chain(api: AirflowApi, *, say: Callable[[str], None] = print, stage_time
         )
         stages.append(_finish(api, dag_id, run["dag_run_id"], started, say, stage_timeout, progress_every))
     return stages
+
+
+def _check_emitted(api: AirflowApi, upstream: StageRun, asset: str, dag_id: str) -> None:
+    """Raise at once when the upstream run emitted no event of ``asset``: ``dag_id`` would never start."""
+    emitted = {e.get("name") for e in api.emitted_asset_events(upstream.dag_id, upstream.run_id)}
+    if asset not in emitted:
+        raise AirflowApiError(
+            f"{upstream.dag_id} run {upstream.run_id} emitted no event of {asset} (it emitted "
+            f"{sorted(emitted) or 'none'}), so {dag_id} will not start; what the run returned: {upstream.outputs}"
+        )
 
 
 def _asset_run(api: AirflowApi, dag_id: str, since: dt.datetime) -> dict | None:

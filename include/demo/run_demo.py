@@ -103,14 +103,15 @@ def prepare_events(lake: Path, round_number: int, size: DemoSize = DEMO_SIZE) ->
     events = write_order_events(staging, first, size.days, events_per_day=size.events_per_day,
                                 files_per_day=size.files_per_day, customers=size.customers,
                                 seed=3 + round_number, churn_signal=True)
-    aged = time.time() - 6 * 3600  # the writer finished hours ago: the days are closed
     for source in sorted((staging / TABLE).rglob("*.parquet")):
         target = lake / TABLE / source.parent.name / f"r{round_number}-{source.name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(source, target)
-        os.utime(target, (aged, aged))
-    for folder in [*(lake / TABLE).iterdir(), lake / TABLE]:
-        os.utime(folder, (aged, aged))
+    # The demo's clock: the writer finished hours ago and the previous round's compaction before
+    # that, so every day is closed (compaction leaves days changed within `closed_after` alone).
+    aged = time.time() - 6 * 3600
+    for path in [*(lake / TABLE).rglob("*"), lake / TABLE]:
+        os.utime(path, (aged, aged))
     shutil.rmtree(staging)
     # A label needs history before it (the features' windows) and its horizon of future after it.
     labels = write_churn_labels(lake, first + dt.timedelta(days=size.label_history_days),
@@ -175,13 +176,15 @@ def main() -> int:
     from include.demo.lifecycle import run_chain, write_chain_specs
 
     began = time.monotonic()
-    # Port 8080 (AIRFLOW_PORT chooses another; a free one when 8080 is taken).
+    # Stop the previous round's Airflow first: its ports are the ones this round takes again.
+    previous_airflow = LocalAirflow(airflow_environment({**os.environ, **demo_environment()}, port=0))
+    if any(previous_airflow.run_dir.glob("*.pid")):  # Airflow or the MLflow UI (stop ends both)
+        step("stopping the demo's Airflow of the previous run")
+        previous_airflow.stop()
+    # Port 8080 (AIRFLOW_PORT chooses another; a free one when 8080 is taken), MLflow 5000 (or 5001).
     environment = airflow_environment({**os.environ, **scheduler_environment()})
     environment.pop("MLFLOW_TRACKING_URI", None)  # the demo's registry is the lake's
     local = LocalAirflow(environment)
-    if local.running():
-        step("stopping the demo's Airflow of the previous run")
-        local.stop()
     previous = int(ROUND_FILE.read_text()) if ROUND_FILE.exists() and shop_source.database_exists() else 0
     round_number = previous + 1
     lake = DEMO / "lake"
