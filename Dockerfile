@@ -14,9 +14,10 @@ USER airflow
 COPY requirements.txt /opt/airflow/requirements.txt
 RUN pip install --no-cache-dir -r /opt/airflow/requirements.txt
 
-# The project under /opt/airflow/project: the package (plugins/dagfoundry, installed editable
-# so a mounted plugins/ is what runs), the DAG loaders, include/ (Spark applications,
-# trainers) and the example specs (docker-compose mounts ./dag_configs over them).
+# The project under /opt/airflow/project: the package (plugins/dagfoundry, installed editable,
+# so the code that runs is the copy in this image: rebuild after changing it), the DAG loaders,
+# include/ (Spark applications, trainers) and the example specs (docker-compose mounts
+# ./dag_configs over them, and deploy/compose/cdc_defaults.yaml over their cdc/defaults.yaml).
 COPY --chown=airflow:root pyproject.toml README.md /opt/airflow/project/
 COPY --chown=airflow:root plugins /opt/airflow/project/plugins
 COPY --chown=airflow:root dags /opt/airflow/project/dags

@@ -1,5 +1,6 @@
-# dagfoundry: `make demo` runs the main job end to end; `make test` runs every test;
-# `make airflow` serves the demo's state in a real local Airflow (`make airflow-stop` ends it).
+# dagfoundry: `make demo` runs the whole lifecycle through a real scheduler; `make test` runs
+# every test; `make airflow` serves the demo's state in a real local Airflow (`make airflow-stop`
+# ends it); `make demo-inprocess` runs three kinds through dag.test() without a scheduler.
 # Each creates .venv and installs requirements.txt plus the package (editable) on first use,
 # and again when requirements.txt or pyproject.toml changes.
 
@@ -14,7 +15,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export GX_ANALYTICS_ENABLED := false
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: demo demo-scheduler test lint bench services venv clean airflow airflow-stop
+.PHONY: demo demo-inprocess demo-scheduler test lint bench services venv clean airflow airflow-stop
 
 venv: $(INSTALLED)
 
@@ -41,12 +42,17 @@ lint: $(INSTALLED)
 test: $(INSTALLED) services lint
 	$(PY) -m pytest
 
+# The whole lifecycle through a real scheduler: five DAGs chained by Assets (README, "The
+# lifecycle demo"). Airflow and MLflow keep running afterwards; run it again for another round.
 demo: $(INSTALLED) services
 	$(PY) include/demo/run_demo.py
 
-# The whole lifecycle through a real scheduler: five DAGs chained by Assets (README, "The demo").
-demo-scheduler: $(INSTALLED) services
-	$(PY) include/demo/run_scheduler_demo.py
+# The earlier name of `make demo`.
+demo-scheduler: demo
+
+# Three kinds (CDC, compaction, features) through dag.test() in one process: no scheduler.
+demo-inprocess: $(INSTALLED) services
+	$(PY) include/demo/inprocess_demo.py
 
 bench: $(INSTALLED) services
 	$(PY) bench/parse_bench.py

@@ -331,11 +331,11 @@ def base_environment(source: str) -> dict[str, str]:
             raise SystemExit("--environment inherit needs AIRFLOW_HOME in the environment")
         return dict(os.environ)
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
-    from include.demo.run_demo import demo_environment
-    from include.demo.run_scheduler_demo import CHAIN_SPECS, scheduler_environment
+    from include.demo.demo_home import demo_environment
+    from include.demo.run_demo import CHAIN_SPECS, scheduler_environment
 
-    # The scheduler demo leaves its spec folder and a PostgreSQL metadata database; the
-    # in-process demo a SQLite one in the same home.
+    # `make demo` leaves its spec folder and a PostgreSQL metadata database; `make demo-inprocess`
+    # a SQLite one in the same home.
     return {**os.environ, **(scheduler_environment() if CHAIN_SPECS.exists() else demo_environment())}
 
 

@@ -133,10 +133,23 @@ class AirflowApi:
                 return value
         return value
 
+    def upstream_asset_events(self, dag_id: str, run_id: str) -> list[dict]:
+        """Return the Asset events a run consumed (empty for a run no Asset started).
+
+        Each as the API answers it: ``name``, ``uri``, ``extra``, ``source_dag_id``,
+        ``source_run_id`` (the run that emitted it) and ``created_dagruns`` (each with
+        ``triggering``: whether this event is the one that started that run).
+        """
+        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
+
+    def emitted_asset_events(self, dag_id: str, run_id: str) -> list[dict]:
+        """Return the Asset events a run emitted (``GET /assets/events`` by source DAG and run)."""
+        params = {"source_dag_id": dag_id, "source_run_id": run_id, "limit": 100}
+        return self.call("GET", "/assets/events", params=params)["asset_events"]
+
     def triggering_assets(self, dag_id: str, run_id: str) -> list[str]:
         """Return the names of the Assets whose events started a run (empty for other runs)."""
-        events = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
-        return sorted({e.get("name") or e.get("uri") for e in events})
+        return sorted({e.get("name") or e.get("uri") for e in self.upstream_asset_events(dag_id, run_id)})
 
 
 def _log_line(entry: Any) -> str:

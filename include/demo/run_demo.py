@@ -1,187 +1,272 @@
-"""``make demo``: the main job end to end on embedded defaults, through Airflow itself.
+"""``make demo``: the whole lifecycle through a real Airflow scheduler, chained by Assets.
 
-1. A shop database in the local PostgreSQL (``dagfoundry_demo``), seeded with customers and orders.
-2. ``shop_cdc`` (dag_configs/cdc/shop.yaml) runs through Airflow (``dag.test()``): Debezium
-   snapshots the tables into the landing zone and Spark builds the lake mirrors.
-3. The source changes (inserts, updates, key changes, deletes); ``shop_cdc`` runs again and
-   streams just the changes; the mirrors are compared with PostgreSQL row for row.
-4. A streaming writer's order events (many small files per day) land in the lake;
-   ``orders_events_compaction`` compacts the closed days, verified and published atomically.
-5. ``customer_order_features`` backfills 30 days of point-in-time-correct features in
-   chunks, materializes the latest day online, and the demo serves a lookup from it.
-6. ``shop_cdc`` runs once more with the ``drop_slot`` action: the replication slot and the
-   publication are dropped, so the demo leaves nothing holding WAL on the server.
+1. The shop database ``dagfoundry_demo`` in the local PostgreSQL (seeded on the first run,
+   changed by inserts, updates, key changes and deletes on every later run) and the shop's
+   order event stream in the lake: :data:`DEMO_SIZE` simulated days, several small files per
+   day (a later run adds another batch of late events to every day). Churn labels are derived
+   from the events.
+2. A real Airflow (api-server, scheduler, dag-processor, triggerer, LocalExecutor) on a
+   PostgreSQL metadata database ``dagfoundry_demo_airflow`` (recreated each run) and an MLflow UI.
+3. ``shop_cdc`` is triggered; every later DAG is started by the Asset event of the one before
+   (include/demo/lifecycle.py): compaction -> features (the dates the compacted days affect)
+   -> retraining -> promotion (approval ``auto``). Task states print while a stage runs, its
+   duration when it ends.
+4. A summary; Airflow and MLflow keep running (``make airflow-stop`` ends them).
 
-Everything lives under ``.demo/`` (Airflow home, lake); a re-run starts from scratch.
+Run it again and it continues from the state it left (the round number in ``.demo/round``): the
+source changes again, the CDC run streams only those changes from the kept replication slot,
+late files make the days small-file heavy again, features and the model are recomputed, and
+the promotion compares the new challenger with the champion of the earlier round on the same
+holdout, promoting only when no gate fails (include/demo/lifecycle.py, docs/promotion.md).
+The end-to-end test (tests/integration/runtime/test_lifecycle.py) runs the same code on a
+smaller :class:`DemoSize`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / ".demo"
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from include.demo import shop_source  # noqa: E402
-from include.demo.order_events import TABLE as EVENTS_TABLE  # noqa: E402
-from include.demo.order_events import write_order_events  # noqa: E402
+from include.demo.demo_home import DEMO, compare_mirrors, demo_environment, shop_connection  # noqa: E402
 
-COMPACTION_DAG = "orders_events_compaction"
-FEATURE_DAG = "customer_order_features"
-
-MIRRORED = {
-    "public.customers": ["customer_id", "name", "city"],
-    "public.orders": ["order_id", "customer_id", "amount", "status", "ordered_at"],
-}
+#: A label says whether the customer orders in the next 14 days: the latest label day is 14 days ago.
+LABEL_HORIZON_DAYS = 14
 
 
-def demo_environment() -> dict[str, str]:
-    """Return the settings of the demo's Airflow and lake (``make airflow`` serves the same state)."""
-    connection = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
-                  "schema": shop_source.DEMO_DATABASE}
-    return {
-        "AIRFLOW_HOME": str(DEMO / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "DAGFOUNDRY_CONFIG_DIR": str(ROOT / "dag_configs"),
-        "DAGFOUNDRY_LAKE_ROOT": str(DEMO / "lake"),
-        "AIRFLOW_CONN_SHOP_POSTGRES": json.dumps(connection),
-        "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[*]"}),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
-        "GX_ANALYTICS_ENABLED": "false",
-    }
+@dataclass(frozen=True)
+class DemoSize:
+    """How much data a lifecycle run makes, and the spec settings that size implies.
+
+    :param days: simulated days of order events, ending yesterday
+    :param label_history_days: the first label day comes this many days after the first event day
+    :param label_every_days: one label per active customer every this many days
+    :param holdout_label_days: the retraining holds out the labels of the latest this many days that have labels
+    :param capture_idle: the CDC spec's ``capture.idle`` (caught up after this long without changes)
+    :param capture_max_duration: the CDC spec's ``capture.max_duration``
+    """
+
+    days: int = 60
+    files_per_day: int = 5
+    events_per_day: int = 300
+    customers: int = 300
+    shop_customers: int = 500
+    shop_orders: int = 5000
+    label_history_days: int = 30
+    label_every_days: int = 2
+    holdout_label_days: int = 6
+    capture_idle: str = "2s"
+    capture_max_duration: str = "3m"
+
+    def spec_overrides(self) -> dict[str, dict]:
+        """Return the keys the chain's copies of the example specs change (lifecycle.write_chain_specs)."""
+        return {
+            "cdc/shop.yaml": {"capture": {"idle": self.capture_idle, "max_duration": self.capture_max_duration}},
+            # One Spark application for every day (two would compete for the cores).
+            "compaction/orders_events.yaml": {"spark": {"max_partitions_per_batch": max(self.days, 1)}},
+            # The holdout counts back from the run's day, and the latest label is LABEL_HORIZON_DAYS old.
+            "models/shop_churn.yaml": {"split": {"holdout_days": LABEL_HORIZON_DAYS + self.holdout_label_days}},
+        }
 
 
-def configure_environment() -> None:
-    if any((DEMO / "airflow" / "local").glob("*.pid")):
-        raise SystemExit("`make airflow` serves .demo/ and the demo starts from scratch: run `make airflow-stop` first")
-    shutil.rmtree(DEMO, ignore_errors=True)
-    (DEMO / "airflow").mkdir(parents=True)
-    os.environ.update(demo_environment())
-    # Task logs stay in .demo/airflow/logs; the console shows what the demo says and any warning.
-    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("DEMO_LOG_LEVEL", "WARNING")
-    venv_bin = str(Path(sys.executable).parent)
-    os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+#: What ``make demo`` runs: sized to finish in minutes on an idle 2-core machine.
+DEMO_SIZE = DemoSize()
+ROUND_FILE = DEMO / "round"
+#: The example specs as the chain runs them (include/demo/lifecycle.py: schedules on Assets only).
+CHAIN_SPECS = DEMO / "dag_configs"
+METADATA_DATABASE = "dagfoundry_demo_airflow"
+MLFLOW_PORT = 5000
 
 
 def step(message: str) -> None:
-    print(f"\n== {message}", flush=True)
+    print(f"\n== [{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_dag(dag_id: str, **conf):
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.sdk import DagRunState
+def prepare_events(lake: Path, round_number: int, size: DemoSize = DEMO_SIZE) -> dict:
+    """Land ``size.days`` simulated days of order events ending yesterday (a later round adds late files) and the labels."""
+    from include.demo.churn_labels import write_churn_labels
+    from include.demo.order_events import TABLE, write_order_events
 
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    if bag.import_errors:
-        raise SystemExit(f"spec errors:\n{bag.import_errors}")
-    started = time.perf_counter()
-    run = bag.dags[dag_id].test(run_conf=conf or None)
-    seconds = time.perf_counter() - started
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    print(f"   {dag_id}: {run.state} in {seconds:.0f} s; tasks: {states}")
-    if run.state != DagRunState.SUCCESS:
-        raise SystemExit(f"{dag_id} failed; see the task logs above")
-    return run
-
-
-def compare_mirrors() -> None:
-    import pyarrow.parquet as pq
-
-    for table_id, columns in MIRRORED.items():
-        mirror = pq.read_table(DEMO / "lake" / "mirror" / "shop" / table_id, columns=columns)
-        mirrored = sorted(
-            tuple(None if v is None else str(v) for v in row)
-            for row in zip(*(mirror.column(c).to_pylist() for c in columns), strict=True)
-        )
-        source = shop_source.table_rows(table_id.split(".")[1], columns)
-        verdict = "equal" if _normalized(mirrored) == _normalized(source) else "DIFFERENT"
-        print(f"   {table_id}: PostgreSQL {len(source)} rows, lake mirror {len(mirrored)} rows -> {verdict}")
-        if verdict != "equal":
-            raise SystemExit(f"mirror of {table_id} differs from the source")
-
-
-def _normalized(rows: list[tuple]) -> list[tuple]:
-    # Timestamps print with 'T' from Arrow and ' ' from PostgreSQL; compare the instant.
-    return sorted(tuple(v.replace("T", " ") if isinstance(v, str) else v for v in row) for row in rows)
-
-
-def main() -> None:
-    configure_environment()
-    step("seeding the shop database dagfoundry_demo in the local PostgreSQL")
-    shop_source.recreate_database()
-    shop_source.seed()
-    step("migrating Airflow's metadata database (.demo/airflow, SQLite)")
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    step("shop_cdc, first run: Debezium snapshot -> landing batches -> Spark mirror")
-    run_dag("shop_cdc")
-    compare_mirrors()
-    step("changing the source: 300 inserts, status updates, key changes, deletes")
-    shop_source.change(1)
-    step("shop_cdc, second run: streaming just the changes")
-    run_dag("shop_cdc")
-    compare_mirrors()
-    events_compaction_and_features()
-    step("shop_cdc, action drop_slot: drop the replication slot and publication (an idle slot holds WAL)")
-    run_dag("shop_cdc", action="drop_slot")
-    left = shop_source.replication_slots()
-    print(f"   replication slots left on {shop_source.DEMO_DATABASE}: {left or 'none'}")
-    if left:
-        raise SystemExit(f"the demo left replication slots behind: {left}")
-    step(f"done; the lake is in {DEMO / 'lake'}: landing/ (change history), mirror/, events/, features/, online/")
-
-
-def events_compaction_and_features() -> None:
-    import datetime as dt
-
-    lake = DEMO / "lake"
     today = dt.datetime.now(dt.UTC).date()
-    first = today - dt.timedelta(days=45)
-    step("a streaming writer lands 45 days of order events: 20 small files per day")
-    events = write_order_events(lake, first, 45, events_per_day=400, files_per_day=20)
-    _age_files(lake / EVENTS_TABLE, hours=6)  # the writer finished hours ago: the days are closed
-    print(f"   {events} events in {_count_files(lake / EVENTS_TABLE)} files under {EVENTS_TABLE}/")
-    step(f"{COMPACTION_DAG}: plan, Spark rewrite, verify (DuckDB reads both sides: types, rows, checksum), atomic publish")
-    run = run_dag(COMPACTION_DAG)
-    report = run.get_task_instance("report").xcom_pull(task_ids="report") or {}
-    summary = report.get("summary", {})
-    print(f"   files {summary.get('files_before')} -> {summary.get('files_after')} "
-          f"(ideal {summary.get('files_ideal')}); now {_count_files(lake / EVENTS_TABLE)} files")
-    start, end = today - dt.timedelta(days=30), today - dt.timedelta(days=1)
-    step(f"{FEATURE_DAG}: chunked backfill {start} .. {end}, then the latest day goes online")
-    run_dag(FEATURE_DAG, start=start.isoformat(), end=end.isoformat(), chunk_days=15)
-    partitions = sorted(p.name for p in (lake / "features" / FEATURE_DAG).glob("feature_date=*"))
-    print(f"   {len(partitions)} offline partitions: {partitions[0]} .. {partitions[-1]}")
-    serve_lookup(lake)
+    first = today - dt.timedelta(days=size.days)
+    staging = lake.parent / f"_incoming_{round_number}"
+    shutil.rmtree(staging, ignore_errors=True)
+    events = write_order_events(staging, first, size.days, events_per_day=size.events_per_day,
+                                files_per_day=size.files_per_day, customers=size.customers,
+                                seed=3 + round_number, churn_signal=True)
+    for source in sorted((staging / TABLE).rglob("*.parquet")):
+        target = lake / TABLE / source.parent.name / f"r{round_number}-{source.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(source, target)
+    # The demo's clock: the writer finished hours ago and the previous round's compaction before
+    # that, so every day is closed (compaction leaves days changed within `closed_after` alone).
+    aged = time.time() - 6 * 3600
+    for path in [*(lake / TABLE).rglob("*"), lake / TABLE]:
+        os.utime(path, (aged, aged))
+    shutil.rmtree(staging)
+    # A label needs history before it (the features' windows) and its horizon of future after it.
+    labels = write_churn_labels(lake, first + dt.timedelta(days=size.label_history_days),
+                                today - dt.timedelta(days=LABEL_HORIZON_DAYS), every_days=size.label_every_days,
+                                horizon_days=LABEL_HORIZON_DAYS)
+    files = sum(1 for _ in (lake / TABLE).rglob("*.parquet"))
+    return {"events": events, "first": first, "last": today - dt.timedelta(days=1), "files": files, "labels": labels}
 
 
-def serve_lookup(lake: Path) -> None:
-    from dagfoundry.features.online_store import SqliteOnlineStore, get_online_features
+def deployment_environment(home: Path, lake: Path, specs: Path, metadata_database: str, shop_database: str,
+                           *, mlflow_port: int | None = None) -> dict[str, str]:
+    """Return the settings of a real deployment running the chain (the demo's, or a test's with its own names).
 
-    step("online lookup for model serving: get_online_features(view, keys)")
-    store = SqliteOnlineStore(str(lake / "online" / "features.sqlite"))
-    for row in get_online_features(FEATURE_DAG, [{"customer_id": c} for c in (1, 2, 3)], store=store):
-        shown = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in (row or {}).items()}
-        print(f"   {shown}")
+    :param metadata_database: Airflow's metadata database on the local PostgreSQL
+    :param shop_database: the shop source the CDC spec's ``shop_postgres`` connection points to
+    :param mlflow_port: run an MLflow UI on the lake's registry on this port
+    """
+    settings = {
+        **demo_environment(),
+        "AIRFLOW_HOME": str(home),
+        "DAGFOUNDRY_LAKE_ROOT": str(lake),
+        "DAGFOUNDRY_CONFIG_DIR": str(specs),
+        "AIRFLOW_CONN_SHOP_POSTGRES": shop_connection(shop_database),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{metadata_database}",
+        # Local demo: everyone is admin (the REST calls and the UI need no login).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW_PARALLELISM": "4",
+    }
+    if mlflow_port:
+        settings.update({
+            "DAGFOUNDRY_MLFLOW_UI_PORT": str(mlflow_port),
+            "DAGFOUNDRY_MLFLOW_BACKEND": f"sqlite:///{lake / '_mlflow' / 'mlflow.db'}",
+            # The UI only reads: no job runner (it forks a handful of worker processes).
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        })
+    return settings
 
 
-def _age_files(folder: Path, hours: int) -> None:
-    then = time.time() - hours * 3600
-    for path in [*folder.rglob("*"), folder]:
-        os.utime(path, (then, then))
+def scheduler_environment() -> dict[str, str]:
+    """Return the demo's settings for a real deployment (``make airflow`` serves the same)."""
+    from include.airflow_local import _port_free
+
+    return deployment_environment(
+        DEMO / "airflow", DEMO / "lake", CHAIN_SPECS, METADATA_DATABASE, shop_source.DEMO_DATABASE,
+        mlflow_port=MLFLOW_PORT if _port_free(MLFLOW_PORT) else 5001,
+    )
 
 
-def _count_files(folder: Path) -> int:
-    return sum(1 for _ in folder.rglob("*.parquet"))
+def recreate_metadata_database(name: str) -> None:
+    from contextlib import closing
+
+    with closing(shop_source.admin_connection()) as conn, conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> int:
+    from include.airflow_local import LocalAirflow, airflow_environment
+    from include.airflow_rest import AirflowApi
+    from include.demo.lifecycle import run_chain, write_chain_specs
+
+    began = time.monotonic()
+    # Stop the previous round's Airflow first: its ports are the ones this round takes again.
+    previous_airflow = LocalAirflow(airflow_environment({**os.environ, **demo_environment()}, port=0))
+    if any(previous_airflow.run_dir.glob("*.pid")):  # Airflow or the MLflow UI (stop ends both)
+        step("stopping the demo's Airflow of the previous run")
+        previous_airflow.stop()
+    # Port 8080 (AIRFLOW_PORT chooses another; a free one when 8080 is taken), MLflow 5000 (or 5001).
+    environment = airflow_environment({**os.environ, **scheduler_environment()})
+    environment.pop("MLFLOW_TRACKING_URI", None)  # the demo's registry is the lake's
+    local = LocalAirflow(environment)
+    previous = int(ROUND_FILE.read_text()) if ROUND_FILE.exists() and shop_source.database_exists() else 0
+    round_number = previous + 1
+    lake = DEMO / "lake"
+    size = DEMO_SIZE
+    if round_number == 1:
+        shutil.rmtree(DEMO, ignore_errors=True)
+        step(f"round 1: seeding the shop database {shop_source.DEMO_DATABASE} "
+             f"({size.shop_customers} customers, {size.shop_orders} orders)")
+        shop_source.recreate_database()
+        shop_source.seed(size.shop_customers, size.shop_orders)
+    else:
+        step(f"round {round_number}: changing the shop database again (the model is promoted only if better)")
+        touched = shop_source.change(round_number)
+        print(f"   {touched}")
+    step(f"the order event stream: {size.days} simulated days, {size.files_per_day} small files a day; churn labels")
+    landed = prepare_events(lake, round_number, size)
+    print(f"   {landed['events']} events {landed['first']} .. {landed['last']}; {landed['files']} files; "
+          f"{landed['labels']} labels")
+    write_chain_specs(ROOT / "dag_configs", CHAIN_SPECS, overrides=size.spec_overrides())
+    step(f"starting Airflow (metadata database {METADATA_DATABASE}, recreated) and the MLflow UI")
+    recreate_metadata_database(METADATA_DATABASE)
+    (DEMO / "airflow").mkdir(parents=True, exist_ok=True)
+    local.start()
+    ready = time.monotonic() - began
+    print(f"   Airflow {local.url}, MLflow {local.mlflow_url} ({ready:.0f} s from start)")
+    step("the chain: shop_cdc -> compaction -> features -> retraining -> promotion, each started by an Asset")
+    stages = run_chain(AirflowApi(local.url))
+    mirrors = compare_mirrors(lake, shop_source.DEMO_DATABASE)
+    ROUND_FILE.write_text(str(round_number))
+    (local.run_dir / "demo_finished").write_text(str(round_number))
+    print(summary(stages, mirrors, landed, local, round_number, time.monotonic() - began, ready))
+    return 0 if all(equal for *_, equal in mirrors.values()) else 1
+
+
+def summary(stages, mirrors, landed, local, round_number: int, seconds: float, ready: float) -> str:
+    by_dag = {s.dag_id: s for s in stages}
+    cdc = by_dag["shop_cdc"].outputs
+    compaction = (by_dag["orders_events_compaction"].outputs.get("report") or {}).get("summary", {})
+    features = by_dag["customer_order_features"].outputs.get("materialize_online") or {}
+    registered = by_dag["shop_churn_retraining"].outputs.get("register_model") or {}
+    decision = by_dag["shop_churn_promotion"].outputs.get("evaluate") or {}
+    outcome = by_dag["shop_churn_promotion"].outputs.get("record_outcome")
+    metrics = decision.get("evaluation", {})
+    challenger = metrics.get("challenger", {}).get("metrics", {})
+    champion = (metrics.get("champion") or {}).get("metrics") or {}
+    published = features.get("published", [])
+    slots = shop_source.replication_slots()
+    lines = [
+        "",
+        f"== summary of round {round_number} ({seconds:.0f} s from start to here)",
+        f"   timing      set-up and Airflow start {ready:.0f} s; "
+        + ", ".join(f"{s.dag_id} {s.seconds:.0f} s" for s in stages),
+        f"   CDC         captured {json.dumps(cdc.get('capture'), default=str)[:200]}",
+    ]
+    for table, (source_rows, mirror_rows, equal) in mirrors.items():
+        lines.append(f"               {table}: PostgreSQL {source_rows} rows, lake mirror {mirror_rows} -> "
+                     f"{'equal' if equal else 'DIFFERENT'}")
+    lines += [
+        f"   compaction  files {compaction.get('files_before')} -> {compaction.get('files_after')} in "
+        f"{compaction.get('partitions_published')} day partitions ({landed['files']} files before the run in total)",
+        f"   features    {len(published)} feature days"
+        + (f" {published[0]} .. {published[-1]}" if published else "")
+        + f"; online store holds {(features.get('online') or {}).get('feature_date')}",
+        f"   retraining  shop_churn v{registered.get('version')} registered as challenger",
+        "   holdout     " + "  ".join(
+            f"{name} {value:.3f}" + (f" (champion {champion[name]:.3f})" if name in champion else "")
+            for name, value in sorted(challenger.items()) if isinstance(value, int | float)
+        ) + ("" if champion else "  (no previous champion)"),
+        f"   promotion   {outcome}: {decision.get('reason')}",
+        f"               chart {decision.get('chart_path')}",
+        "   each run started by the Asset of the one before: "
+        + ", ".join(f"{s.dag_id} <- {'/'.join(s.triggered_by) or s.run_type}" for s in stages),
+        f"   replication slots kept: {', '.join(slots) or 'none'}"
+        + (" (the next `make demo` streams the source's changes from it; trigger shop_cdc with "
+           "action drop_slot to drop it)" if slots else ""),
+        "",
+        f"   Airflow UI  {local.url}  (every run of the chain; admin without login)",
+        f"   MLflow UI   {local.mlflow_url}  (experiment dagfoundry/shop_churn, registered model shop_churn)",
+        "   stop both:  make airflow-stop      serve again: make airflow      run again: make demo",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -237,3 +237,42 @@ def test_every_connection_parses_and_spark_submits_to_the_standalone_master(serv
             assert connection.host, key
             monkeypatch.setenv(key, value)
     assert SparkSubmitHook(conn_id="spark_local")._resolve_connection()["master"] == "spark://spark-master:7077"
+
+
+def _examples_as_mounted(services: dict, tmp_path: Path) -> Path:
+    """Return a copy of dag_configs/ with the files the compose stack mounts over it (as a container sees it)."""
+    configs = tmp_path / "dag_configs"
+    shutil.copytree(ROOT / "dag_configs", configs)
+    inside = "/opt/airflow/project/dag_configs/"
+    for target, source in _mounts(services["airflow-worker"]).items():
+        if target.startswith(inside):
+            shutil.copy(source, configs / target.removeprefix(inside))
+    return configs
+
+
+def _loaded_cdc_specs(configs: Path) -> list:
+    from dagfoundry.specs.loading import SpecLoader, find_spec_files
+
+    result = SpecLoader(configs).load_all(find_spec_files(configs))
+    assert not result.errors, result.errors
+    return [loaded.spec for loaded in result.specs if loaded.spec.kind == "cdc_ingestion"]
+
+
+def test_cdc_runs_in_connect_mode_in_the_stack_without_editing_a_spec(services, tmp_path):
+    for name in [*AIRFLOW_COMMANDS, "airflow-init"]:
+        mounts = _mounts(services[name])
+        assert mounts["/opt/airflow/project/dag_configs/cdc/defaults.yaml"].endswith("deploy/compose/cdc_defaults.yaml"), name
+    sink_volume = "/opt/airflow/cdc-sink"
+    (shop,) = _loaded_cdc_specs(_examples_as_mounted(services, tmp_path))
+    assert shop.mode == "connect"
+    assert shop.connect.conn_id == "kafka_connect_default"
+    assert f"AIRFLOW_CONN_{shop.connect.conn_id.upper()}" in services["airflow-worker"]["environment"]
+    assert shop.connect.sink_dir.startswith(sink_volume + "/")
+    assert _mounts(services["airflow-worker"])[sink_volume] == _mounts(services["kafka-connect"])["/cdc-sink"]
+
+
+def test_cdc_runs_embedded_outside_the_stack():
+    (shop,) = _loaded_cdc_specs(ROOT / "dag_configs")
+    assert shop.mode == "embedded" and shop.connect is None
+    written = yaml.safe_load((ROOT / "dag_configs" / "cdc" / "shop.yaml").read_text())
+    assert "mode" not in written and "connect" not in written, "the spec itself must not fix the mode"
