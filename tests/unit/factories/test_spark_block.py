@@ -15,7 +15,7 @@ SPECS = {
     "tables: [{name: public.orders}]\n",
     "compute_features.spark": 'kind: feature_backfill\nname: user_features\nschedule: "0 2 * * *"\n'
     "entity_keys: [user_id]\nsources: [{name: events, table: events/clicks, event_time: ts}]\n"
-    "features: [{name: clicks_7d, function: count, window_days: 7}]\n",
+    "features: [{name: clicks_7d, function: count, window_days: 7}]\nengine: spark\n",
 }
 
 
