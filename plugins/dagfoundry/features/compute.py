@@ -184,8 +184,9 @@ def prepare_feature_job(
 
 def feature_job_query(definition: dict[str, Any], dates: list[str], work: Path) -> str:
     """Return the job's query in Spark SQL, typed from the sources' schemas (read with DuckDB)."""
-    from dagfoundry.features.duckdb_compute import DuckDBSettings, connect, register_sources, value_types
+    from dagfoundry.features.duckdb_compute import register_sources, value_types
     from dagfoundry.features.feature_sql import feature_query
+    from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect
 
     conn = connect(DuckDBSettings(memory_limit="256MB", threads=1), work)
     try:
@@ -213,7 +214,8 @@ def run_feature_job(
     if not job["dates"]:
         return {"engine": engine, "seconds": 0.0, "rows": 0}
     if engine == "duckdb":
-        from dagfoundry.features.duckdb_compute import DuckDBSettings, run_duckdb_job
+        from dagfoundry.features.duckdb_compute import run_duckdb_job
+        from dagfoundry.lake.duckdb_engine import DuckDBSettings
 
         return run_duckdb_job(job["job_file"], DuckDBSettings.from_dict(duckdb))
     if engine != "spark":

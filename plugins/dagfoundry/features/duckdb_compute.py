@@ -7,58 +7,22 @@ plus ``<output>/_empty``), so :func:`dagfoundry.features.compute.publish_feature
 verifies and publishes either engine's output the same way.
 
 Memory is bounded by DuckDB's ``memory_limit`` with spilling to ``temp_directory``
-(:class:`DuckDBSettings`, from the spec's ``duckdb:`` block). duckdb and pyarrow are
-imported inside the functions.
+(:class:`~dagfoundry.lake.duckdb_engine.DuckDBSettings`, from the spec's ``duckdb:`` block).
+duckdb is imported inside the functions.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dagfoundry.features.feature_sql import for_engine, q, value_sql
+from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect, sql_literal
 
 if TYPE_CHECKING:
     import duckdb
-
-
-@dataclass(frozen=True)
-class DuckDBSettings:
-    """Resource bounds of one embedded job.
-
-    :param memory_limit: DuckDB's ``memory_limit`` (``"2GB"``); beyond it operators spill
-    :param threads: worker threads; None lets DuckDB use every core
-    :param temp_directory: where spilled data goes; None uses DuckDB's default next to the job
-    """
-
-    memory_limit: str = "2GB"
-    threads: int | None = None
-    temp_directory: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> DuckDBSettings:
-        data = dict(data or {})
-        return cls(**{k: data[k] for k in ("memory_limit", "threads", "temp_directory") if k in data})
-
-
-def connect(settings: DuckDBSettings, work: Path) -> duckdb.DuckDBPyConnection:
-    """Open an in-memory DuckDB bounded by ``settings``, spilling under ``work`` by default.
-
-    Without the ICU extension (not bundled, and nothing is downloaded) DuckDB has no time
-    zones: a ``TIMESTAMP WITH TIME ZONE`` casts to its UTC wall time, as Spark's UTC session does.
-    """
-    import duckdb
-
-    conn = duckdb.connect()
-    conn.execute(f"SET memory_limit = '{settings.memory_limit}'")
-    if settings.threads:
-        conn.execute(f"SET threads = {int(settings.threads)}")
-    conn.execute(f"SET temp_directory = {_literal(settings.temp_directory or work / '_spill')}")
-    conn.execute("SET preserve_insertion_order = false")
-    return conn
 
 
 def register_sources(conn: duckdb.DuckDBPyConnection, definition: Mapping[str, Any]) -> None:
@@ -68,7 +32,7 @@ def register_sources(conn: duckdb.DuckDBPyConnection, definition: Mapping[str, A
         pattern = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
         conn.execute(
             f"CREATE OR REPLACE VIEW src_{source['name']} AS SELECT * FROM "
-            f"read_parquet({_literal(pattern)}, hive_partitioning = true, union_by_name = true)"
+            f"read_parquet({sql_literal(pattern)}, hive_partitioning = true, union_by_name = true)"
         )
 
 
@@ -114,13 +78,13 @@ def run_duckdb_job(job_file: str | Path, settings: DuckDBSettings | None = None)
         rows = conn.execute("SELECT count(*) FROM features").fetchone()[0]  # type: ignore[index]
         if rows:
             conn.execute(
-                f"COPY features TO {_literal(output)} (FORMAT parquet, PARTITION_BY (feature_date), "
+                f"COPY features TO {sql_literal(output)} (FORMAT parquet, PARTITION_BY (feature_date), "
                 "FILENAME_PATTERN 'part-{i}', OVERWRITE_OR_IGNORE true)"
             )
         empty = output / "_empty"
         empty.mkdir(exist_ok=True)
         conn.execute(
-            f"COPY (SELECT * EXCLUDE (feature_date) FROM features LIMIT 0) TO {_literal(empty / 'part-0.parquet')} "
+            f"COPY (SELECT * EXCLUDE (feature_date) FROM features LIMIT 0) TO {sql_literal(empty / 'part-0.parquet')} "
             "(FORMAT parquet)"
         )
     finally:
@@ -128,5 +92,3 @@ def run_duckdb_job(job_file: str | Path, settings: DuckDBSettings | None = None)
     return {"engine": "duckdb", "rows": int(rows), "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _literal(path: str | Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
