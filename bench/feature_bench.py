@@ -1,13 +1,16 @@
-"""Benchmark the feature engine: a chunked 365-day backfill against day-by-day runs.
+"""Benchmark the feature job on both engines: a chunked 365-day backfill against day-by-day runs.
 
-Usage: ``python bench/feature_bench.py [--events 5000000] [--entities 10000] [--sample-days 5]``
+Usage: ``python bench/feature_bench.py [--events 5000000] [--entities 10000] [--sample-days 5]
+[--engines duckdb,spark]``
 
 Generates about 5 million events over 365 days (numpy + pyarrow, partitioned by event
 date), computes a feature view of 11 window features (1, 7 and 30 days; count, sum, avg,
-min, max, last, count distinct, a filtered count) for all 365 feature dates in ONE Spark job,
-then runs single-day jobs for a sample of dates and scales their mean time to 365 days
-(running all 365 would take hours; the output says so). It also checks that each sampled
-day's partition is byte-identical to the chunked run's.
+min, max, last, count distinct, a filtered count) for all 365 feature dates in ONE job on each
+engine (DuckDB in process, Spark local mode through spark-submit), then runs single-day jobs
+for a sample of dates and scales their mean time to 365 days (running all 365 would take
+hours; the output says so). It checks that each sampled day's partition is byte-identical to
+the chunked run's, and that both engines published the same bytes; it prints wall and CPU
+seconds of each engine, their ratio and the load average.
 """
 
 from __future__ import annotations
@@ -93,59 +96,78 @@ def count_rows(lake: Path, view: str) -> int:
     return sum(pq.read_metadata(p).num_rows for p in offline_path(lake, view).glob(f"feature_date=*/{PART_FILE}"))
 
 
+def timed(fn, *args, **kwargs):
+    """Return ``(result, wall seconds, CPU seconds of this process and its children)``."""
+    import resource
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    wall, before = time.perf_counter(), cpu()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - wall, cpu() - before
+
+
+def run_engine(engine: str, defn: FeatureViewDefinition, lake: Path, sample_days: int) -> dict:
+    """Backfill 365 dates in one job on ``engine``, then sampled single-day runs; return the figures."""
+    first, last = FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS - 1)
+    conf = SPARK_CONF if engine == "spark" else None
+    chunked, seconds, cpu = timed(compute_feature_range, defn, lake, first, last, engine=engine, conf=conf)
+    chunk_bytes = {
+        d: (offline_path(lake, defn.name) / f"feature_date={d}" / PART_FILE).read_bytes() for d in chunked["published"]
+    }
+    step = DAYS // sample_days
+    sample = [first + dt.timedelta(days=step // 2 + i * step) for i in range(sample_days)]
+    daily_seconds, identical = [], True
+    for day in sample:
+        _, day_seconds, _ = timed(compute_feature_range, defn, lake, day, day, engine=engine, conf=conf)
+        daily_seconds.append(day_seconds)
+        published = (offline_path(lake, defn.name) / f"feature_date={day}" / PART_FILE).read_bytes()
+        identical &= published == chunk_bytes[day.isoformat()]
+    return {"seconds": seconds, "cpu": cpu, "rows": count_rows(lake, defn.name), "bytes": chunk_bytes,
+            "daily_mean": sum(daily_seconds) / len(daily_seconds), "identical": identical}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--sample-days", type=int, default=5)
+    parser.add_argument("--engines", default="duckdb,spark", help="comma-separated: duckdb, spark")
     parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temp dir otherwise")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dagfoundry-feature-bench-"))
-    lake = work / "lake"
-    source = lake / "mirror" / "events"
+    source = work / "source" / "events"
     started = time.perf_counter()
     if not source.is_dir():
         generate_events(source, args.events, args.entities)
     print(f"generated {args.events:,} events for {args.entities:,} entities in {time.perf_counter() - started:.1f} s")
     defn = feature_view(source)
-    first, last = FIRST_DAY, FIRST_DAY + dt.timedelta(days=DAYS - 1)
-
-    started = time.perf_counter()
-    chunked = compute_feature_range(defn, lake, first, last, conf=SPARK_CONF)
-    chunked_seconds = time.perf_counter() - started
-    rows = count_rows(lake, defn.name)
-    chunk_bytes = {
-        d: (offline_path(lake, defn.name) / f"feature_date={d}" / PART_FILE).read_bytes() for d in chunked["published"]
-    }
-
-    step = DAYS // args.sample_days
-    sample = [first + dt.timedelta(days=step // 2 + i * step) for i in range(args.sample_days)]
-    daily_seconds = []
-    identical = True
-    for day in sample:
-        started = time.perf_counter()
-        compute_feature_range(defn, lake, day, day, conf=SPARK_CONF)
-        daily_seconds.append(time.perf_counter() - started)
-        published = (offline_path(lake, defn.name) / f"feature_date={day}" / PART_FILE).read_bytes()
-        identical &= published == chunk_bytes[day.isoformat()]
-    mean_daily = sum(daily_seconds) / len(daily_seconds)
-    day_by_day = mean_daily * DAYS
-
-    print(f"chunked backfill, 365 feature dates in one Spark job: {chunked_seconds:.1f} s")
-    print(
-        f"day by day: {mean_daily:.1f} s per day, measured on {len(sample)} sampled days "
-        f"({', '.join(d.isoformat() for d in sample)}) and scaled to 365 days: {day_by_day:.0f} s"
-    )
-    print(f"speed-up chunked vs day by day: {day_by_day / chunked_seconds:.1f}x (target >= 10x)")
-    print(
-        f"throughput (chunked): {args.events / chunked_seconds:,.0f} events/s read, "
-        f"{rows / chunked_seconds:,.0f} feature rows/s written ({rows:,} rows, 11 features)"
-    )
-    print(f"sampled daily partitions byte-identical to the chunked ones: {identical}")
+    figures = {}
+    for engine in args.engines.split(","):
+        lake = work / f"lake-{engine}"
+        shutil.rmtree(lake, ignore_errors=True)
+        figures[engine] = f = run_engine(engine, defn, lake, args.sample_days)
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(
+            f"{engine}: 365 feature dates in one job {f['seconds']:.1f} s wall, {f['cpu']:.1f} CPU-s, {f['rows']:,} rows; "
+            f"one day {f['daily_mean']:.1f} s (mean of {args.sample_days}), day by day ~{f['daily_mean'] * DAYS:.0f} s "
+            f"({f['daily_mean'] * DAYS / f['seconds']:.1f}x the chunked run); daily == chunked bytes: {f['identical']}; "
+            f"load average {load} on {os.cpu_count()} cores",
+            flush=True,
+        )
+    if {"duckdb", "spark"} <= figures.keys():
+        duck, spark = figures["duckdb"], figures["spark"]
+        same = duck["bytes"] == spark["bytes"]
+        print(f"spark / duckdb wall: {spark['seconds'] / duck['seconds']:.1f}x, CPU: {spark['cpu'] / duck['cpu']:.1f}x; "
+              f"partitions byte-identical across engines: {same}")
+        if not same:
+            sys.exit("the engines published different partitions")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
-    if not identical:
+    if not all(f["identical"] for f in figures.values()):
         sys.exit("daily and chunked partitions differ")
 
 

@@ -1,6 +1,6 @@
 """Factory of the ``feature_backfill`` kind.
 
-One DAG serves three kinds of run, with the same Spark code, so they agree by construction:
+One DAG serves three kinds of run, with the same query, so they agree by construction:
 
 - a scheduled run, or one run of ``airflow backfill create``: one feature date, the day
   its data interval starts on (a cron schedule becomes ``CronDataIntervalTimetable`` so
@@ -13,14 +13,16 @@ One DAG serves three kinds of run, with the same Spark code, so they agree by co
   Spark job.
 
 Tasks: ``plan_feature_dates`` -> ``wait_for_sources`` (when a source says ``on_missing: wait``)
--> ``compute_features`` (a task group mapped over chunks: ``prepare`` writes the job file,
-``spark`` is the provider's ``SparkSubmitOperator`` with the spec's ``spark:`` block, ``publish``
-verifies and publishes each date atomically) -> ``materialize_online`` (the latest complete partition, only when newer
+-> ``compute_features`` (a task group mapped over chunks: ``prepare`` writes the job file with
+its query, ``duckdb`` runs it in the task's process (``engine: duckdb``, the default) or ``spark``
+is the provider's ``SparkSubmitOperator`` with the spec's ``spark:`` block (``engine: spark``),
+``publish`` verifies and publishes each date atomically) -> ``materialize_online`` (the latest complete partition, only when newer
 than what the online store holds; emits the view's Asset when the run published dates).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,8 @@ from dagfoundry.specs.feature_backfill import FeatureBackfillSpec
 
 if TYPE_CHECKING:
     from dagfoundry.specs.loading import LoadedSpec
+
+log = logging.getLogger(__name__)
 
 
 def feature_dates_of_run(
@@ -167,13 +171,28 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
                 return prepare_feature_job(spec.definition(root), root, chunk["start"], chunk["end"], owner=owner)
 
             job: Any = prepare(chunk)
-            spark = SparkSubmitOperator(
-                task_id="spark",
-                application=application_path("feature_compute"),
-                application_args=job["application_args"],
-                name=f"dagfoundry-features-{spec.name}",
-                **submit_options(spec.spark),
-            )
+            compute: Any
+            if spec.engine == "spark":
+                compute = SparkSubmitOperator(
+                    task_id="spark",
+                    application=application_path("feature_compute"),
+                    application_args=job["application_args"],
+                    name=f"dagfoundry-features-{spec.name}",
+                    **submit_options(spec.spark),
+                )
+            else:
+
+                @task(task_id="duckdb", multiple_outputs=False)
+                def run_on_duckdb(job: dict) -> dict:
+                    """Run the chunk's query on the embedded engine, in this task's process."""
+                    from dagfoundry.features.compute import run_feature_job
+
+                    result = run_feature_job(job, engine="duckdb", duckdb=spec.duckdb.settings())
+                    log.info("feature view %s: engine duckdb computed %s rows for %s dates in %.1f s",
+                             spec.view_name, result.get("rows"), len(job["dates"]), result["seconds"])
+                    return result
+
+                compute = run_on_duckdb(job)
 
             # One XCom per chunk: a ``-> dict`` task would also push each key (inferred multiple_outputs).
             @task(task_id="publish", multiple_outputs=False)
@@ -181,9 +200,9 @@ def build_feature_backfill(loaded: LoadedSpec) -> Any:
                 from dagfoundry.features.compute import publish_feature_job
                 from dagfoundry.settings import lake_root
 
-                return publish_feature_job(spec.definition(str(lake_root())), job)
+                return {**publish_feature_job(spec.definition(str(lake_root())), job), "engine": spec.engine}
 
-            spark >> publish(job)
+            compute >> publish(job)
 
         @task(task_id="materialize_online", **publishing_task_args(spec.name, [asset_name]))
         def materialize_online(ti: Any = None, outlet_events: Any = None) -> dict:

@@ -10,7 +10,8 @@ One run, in order (``max_active_runs`` is forced to 1)::
 - ``plan`` recovers crashed runs, chooses partitions and stages one batch file per Spark
   application (none with ``dry_run``: the group then expands to zero);
 - ``compact_batch`` is a mapped task group: each batch's ``publish`` runs as soon as its own
-  ``rewrite`` (``SparkSubmitOperator``) ends, while other batches are still rewriting;
+  ``rewrite`` ends, while other batches are still rewriting: DuckDB in the task's process
+  (``engine: duckdb``, the default) or the provider's ``SparkSubmitOperator`` (``engine: spark``);
 - ``report`` and ``cleanup`` run whatever happened to the batches (``all_done``): the report
   emits an Asset event, with the figures in its extra, for each table that had partitions
   published (none for a run that published nothing); ``first_date``/``last_date`` in the
@@ -26,6 +27,7 @@ resolved at run time, so tasks build them from the spec (in their closure).
 from __future__ import annotations
 
 import fnmatch
+import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -37,6 +39,8 @@ from dagfoundry.factories.dag_header import new_dag
 from dagfoundry.registry import register_kind
 from dagfoundry.spark_submit import application_path, submit_options
 from dagfoundry.specs.lake_compaction import LakeCompactionSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from dagfoundry.compaction import CompactionSettings
@@ -98,14 +102,30 @@ def _compact_batch(spec: LakeCompactionSpec) -> Any:
 
     @task_group(group_id="compact_batch")
     def compact_batch(batch_file: str) -> None:
-        """Rewrite one batch of partitions with Spark, then verify and publish them."""
-        rewrite = SparkSubmitOperator(
-            task_id="rewrite",
-            application=application_path("compaction_rewrite"),
-            application_args=[batch_file],
-            name=f"dagfoundry-compaction-{spec.name}",
-            **submit_options(spark),
-        )
+        """Rewrite one batch of partitions (DuckDB in the task, or Spark), then verify and publish them."""
+        rewrite: Any
+        if spec.engine == "spark":
+            rewrite = SparkSubmitOperator(
+                task_id="rewrite",
+                application=application_path("compaction_rewrite"),
+                application_args=[batch_file],
+                name=f"dagfoundry-compaction-{spec.name}",
+                **submit_options(spark),
+            )
+        else:
+
+            @task(task_id="rewrite", multiple_outputs=False)
+            def rewrite_on_duckdb(batch_file: str) -> dict:
+                """Rewrite the batch on the embedded engine, in this task's process."""
+                from dagfoundry.compaction.duckdb_rewrite import rewrite_batch
+                from dagfoundry.lake.duckdb_engine import DuckDBSettings
+
+                result = rewrite_batch(batch_file, DuckDBSettings.from_dict(spec.duckdb.settings()))
+                ok = sum(1 for p in result["partitions"] if p["ok"])
+                log.info("engine duckdb rewrote %d of %d partitions of %s", ok, len(result["partitions"]), batch_file)
+                return {"engine": "duckdb", "partitions": len(result["partitions"]), "ok": ok}
+
+            rewrite = rewrite_on_duckdb(batch_file)
 
         @task(task_id="publish")
         def publish(batch_file: str) -> dict:

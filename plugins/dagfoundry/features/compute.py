@@ -2,10 +2,12 @@
 
 Three steps a DAG chains (each returns a JSON-safe dict for XCom):
 
-1. :func:`prepare_feature_job` plans the dates (source readiness), writes the job file and
-   returns the Spark application arguments;
-2. Spark runs ``include/spark/feature_compute.py`` with those arguments
-   (``SparkSubmitOperator``, or :func:`run_feature_job` outside an operator);
+1. :func:`prepare_feature_job` plans the dates (source readiness), generates the job's one
+   query (:mod:`dagfoundry.features.feature_sql`), writes the job file and returns the Spark
+   application arguments;
+2. the engine runs the query: DuckDB in the task's process (``engine: duckdb``, the default:
+   :func:`run_feature_job`), or Spark with ``include/spark/feature_compute.py`` and those
+   arguments (``engine: spark``: ``SparkSubmitOperator``, or :func:`run_feature_job`);
 3. :func:`publish_feature_job` verifies the staged partitions and publishes each date
    atomically at ``<lake_root>/features/<view>/feature_date=YYYY-MM-DD``.
 
@@ -160,8 +162,11 @@ def prepare_feature_job(
     work.mkdir(parents=True, exist_ok=True)
     output = work / "output"
     job_file = work / "job.json"
+    definition = defn.to_dict()
+    query = feature_job_query(definition, list(plan.dates), work) if plan.dates else None
     job_file.write_text(
-        json.dumps({"definition": defn.to_dict(), "dates": list(plan.dates), "output": str(output)}, sort_keys=True),
+        json.dumps({"definition": definition, "dates": list(plan.dates), "output": str(output), "query": query},
+                   sort_keys=True),
         encoding="utf-8",
     )
     return {
@@ -177,32 +182,75 @@ def prepare_feature_job(
     }
 
 
-def run_feature_job(job: dict[str, Any], *, conn_id: str = "spark_local", conf: dict[str, str] | None = None) -> None:
-    """Run the Spark application of a prepared job through the provider's spark-submit hook."""
+def feature_job_query(definition: dict[str, Any], dates: list[str], work: Path) -> str:
+    """Return the job's query in Spark SQL, typed from the sources' schemas (read with DuckDB)."""
+    from dagfoundry.features.duckdb_compute import register_sources, value_types
+    from dagfoundry.features.feature_sql import feature_query
+    from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect
+
+    conn = connect(DuckDBSettings(memory_limit="256MB", threads=1), work)
+    try:
+        register_sources(conn, definition)
+        return feature_query(definition, dates, value_types(conn, definition))
+    finally:
+        conn.close()
+
+
+def run_feature_job(
+    job: dict[str, Any],
+    *,
+    engine: str = "duckdb",
+    conn_id: str = "spark_local",
+    conf: dict[str, str] | None = None,
+    duckdb: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run a prepared job's query on ``engine`` and write its staged output.
+
+    :param engine: ``duckdb`` (in this process, bounded by ``duckdb``) or ``spark`` (the
+        application through the provider's spark-submit hook, with ``conn_id`` and ``conf``)
+    :return: ``{"engine", "seconds", ...}``
+    """
+    started = time.perf_counter()
+    if not job["dates"]:
+        return {"engine": engine, "seconds": 0.0, "rows": 0}
+    if engine == "duckdb":
+        from dagfoundry.features.duckdb_compute import run_duckdb_job
+        from dagfoundry.lake.duckdb_engine import DuckDBSettings
+
+        return run_duckdb_job(job["job_file"], DuckDBSettings.from_dict(duckdb))
+    if engine != "spark":
+        raise ValueError(f"unknown engine {engine!r}: expected duckdb or spark")
     from dagfoundry.spark_submit import submit_spark_app
 
-    if job["dates"]:
-        submit_spark_app(SPARK_APP, job["application_args"], conn_id=conn_id, conf=conf)
+    submit_spark_app(SPARK_APP, job["application_args"], conn_id=conn_id, conf=conf)
+    return {"engine": "spark", "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _rewrite_deterministically(source: Path, target: Path, *, empty: bool = False) -> None:
+def _rewrite_deterministically(source: Path, target: Path, *, empty: bool = False,
+                               sort_keys: tuple[str, ...] = ()) -> None:
     """Write ``source``'s rows (none when ``empty``) to ``target`` with pyarrow.
 
     Spark's Parquet writer lists column encodings in hash order, so two runs with equal
     rows can differ in bytes; pyarrow's writer is deterministic, which makes a daily run
     and a backfill byte-identical.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(source)
     if empty:
         table = table.schema.empty_table()
-    # Spark's own footer keys describe its file, not this one.
+    elif sort_keys:
+        # Rows in key order whatever order the engine wrote them in: equal rows, equal bytes.
+        table = table.sort_by([(key, "ascending") for key in sort_keys])
+    # Spark's own footer keys describe its file, not this one; and every column is nullable
+    # (engines differ in which results they can prove non-null), so equal rows give equal bytes.
+    table = table.cast(pa.schema([field.with_nullable(True) for field in table.schema]))
     table = table.replace_schema_metadata(None)
     pq.write_table(table, target, compression="snappy", write_statistics=True)
 
 
-def _stage_partition(output: Path, feature_date: str, empty_file: Path | None) -> Path:
+def _stage_partition(output: Path, feature_date: str, empty_file: Path | None, keys: tuple[str, ...] = ()) -> Path:
     """Return a staged directory of one date holding exactly ``part-00000.parquet``."""
     written = output / f"feature_date={feature_date}"
     staged = output / "_publish" / f"feature_date={feature_date}"
@@ -217,7 +265,7 @@ def _stage_partition(output: Path, feature_date: str, empty_file: Path | None) -
     parts = sorted(written.glob("part-*.parquet"))
     if len(parts) != 1:
         raise FeatureComputeError(f"staged partition {written} has {len(parts)} Parquet files, expected exactly 1")
-    _rewrite_deterministically(parts[0], staged / PART_FILE)
+    _rewrite_deterministically(parts[0], staged / PART_FILE, sort_keys=keys)
     return staged
 
 
@@ -246,9 +294,16 @@ def publish_feature_job(defn: FeatureViewDefinition, job: dict[str, Any]) -> dic
     output = Path(job["output"])
     dates: list[str] = job["dates"]
     if dates:
+        expected = {f"feature_date={d}" for d in dates} | {"_empty", "_publish"}
+        unexpected = sorted(p.name for p in output.iterdir() if p.is_dir() and p.name not in expected)
+        if unexpected:
+            raise FeatureComputeError(
+                f"feature view {defn.name!r}: staged output {output} has partitions of no planned date: "
+                f"{', '.join(unexpected[:5])}; nothing was published"
+            )
         empties = sorted((output / "_empty").glob("part-*.parquet"))
         empty_file = empties[0] if empties else None
-        staged = {d: _stage_partition(output, d, empty_file) for d in dates}
+        staged = {d: _stage_partition(output, d, empty_file, tuple(defn.entity_keys)) for d in dates}
         for part_dir in staged.values():
             _check_columns(defn, part_dir / PART_FILE)
         for feature_date, part_dir in staged.items():
@@ -270,10 +325,12 @@ def compute_feature_range(
     start: str | dt.date,
     end: str | dt.date,
     *,
+    engine: str = "duckdb",
     conn_id: str = "spark_local",
     conf: dict[str, str] | None = None,
+    duckdb: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Compute and publish the feature dates ``[start, end]`` in one Spark job.
+    """Compute and publish the feature dates ``[start, end]`` in one job on ``engine``.
 
     A daily run is ``start == end``; a chunked backfill is a longer range.
 
@@ -281,7 +338,7 @@ def compute_feature_range(
     """
     job = prepare_feature_job(defn, lake_root, start, end)
     try:
-        run_feature_job(job, conn_id=conn_id, conf=conf)
+        run_feature_job(job, engine=engine, conn_id=conn_id, conf=conf, duckdb=duckdb)
     except BaseException:
         shutil.rmtree(Path(job["job_file"]).parent, ignore_errors=True)
         raise

@@ -10,6 +10,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from dagfoundry.assets import feature_view_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.engine import ENGINE_DESCRIPTION, DuckDBSpec, Engine
 from dagfoundry.specs.spark import SparkSpec, moved_spark_conn_id
 from dagfoundry.specs.types import ConnId, Identifier
 
@@ -111,7 +112,7 @@ class FeatureBackfillSpec(DagSpec):
         "end": ParamDeclaration(
             None, "string", "Last feature date of a chunked backfill (included; on or after start).", format="date"
         ),
-        "chunk_days": ParamDeclaration(90, "integer", "Feature dates computed by one Spark job in a chunked backfill."),
+        "chunk_days": ParamDeclaration(90, "integer", "Feature dates computed by one job in a chunked backfill."),
     }
 
     kind: Literal["feature_backfill"]
@@ -123,7 +124,9 @@ class FeatureBackfillSpec(DagSpec):
     )
     ttl_days: int = Field(default=30, ge=1, le=3660, description="Entities active within this many days; online TTL.")
     online: OnlineSpec = Field(default_factory=OnlineSpec)
-    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the feature job runs on Spark.")
+    engine: Engine = Field(default="duckdb", description=ENGINE_DESCRIPTION)
+    duckdb: DuckDBSpec = Field(default_factory=DuckDBSpec, description="Bounds of the job on the embedded engine.")
+    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the feature job runs with engine: spark.")
 
     _moved_spark_conn_id = model_validator(mode="before")(moved_spark_conn_id)
 

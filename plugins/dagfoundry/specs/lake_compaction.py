@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from dagfoundry.assets import compaction_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation
+from dagfoundry.specs.engine import ENGINE_DESCRIPTION, DuckDBSpec, Engine
 from dagfoundry.specs.spark import SparkSpec
 from dagfoundry.specs.types import ByteSize, Duration, Identifier
 
@@ -98,7 +99,11 @@ class LakeCompactionSpec(DagSpec):
     retention: Duration = Field(
         default=timedelta(days=7), description="Keep replaced files this long, for rollback and slow readers."
     )
-    spark: CompactionSparkSpec = Field(default_factory=CompactionSparkSpec, description="Spark settings.")
+    engine: Engine = Field(default="duckdb", description=ENGINE_DESCRIPTION)
+    duckdb: DuckDBSpec = Field(default_factory=DuckDBSpec, description="Bounds of the rewrite on the embedded engine.")
+    spark: CompactionSparkSpec = Field(
+        default_factory=CompactionSparkSpec, description="Spark settings (engine: spark); batch sizes for both engines."
+    )
 
     @model_validator(mode="after")
     def _settings_are_valid(self) -> LakeCompactionSpec:
@@ -109,6 +114,11 @@ class LakeCompactionSpec(DagSpec):
         if self.compression not in allowed:
             message = f"{self.compression!r} cannot be written as {self.output_format}; use one of {', '.join(allowed)}"
             raise RuleViolation(("compression",), message)
+        if self.engine == "duckdb" and self.output_format != "parquet":
+            raise RuleViolation(
+                ("output_format",), f"the embedded engine (engine: duckdb) writes Parquet only: set engine: spark for "
+                f"{self.output_format} tables"
+            )
         return self
 
     def produced_assets(self) -> list[str]:

@@ -78,6 +78,8 @@ def _run_both_dags(root: Path, connection: str) -> dict:
     configs.mkdir(parents=True)
     for name, text in SPECS.items():
         (configs / f"{name}.yaml").write_text(text)
+    # The deployment's switch to Spark: configuration, not the specs (the embedded engine is the default).
+    (configs / "defaults.yaml").write_text("kinds:\n  feature_backfill: {engine: spark}\n  lake_compaction: {engine: spark}\n")
     write_order_events(lake, FIRST_DAY, DAYS, events_per_day=100, files_per_day=8, customers=25)
     aged = dt.datetime.now().timestamp() - 3 * 3600  # written hours ago: every day is closed
     for path in [lake / TABLE, *(lake / TABLE).rglob("*")]:

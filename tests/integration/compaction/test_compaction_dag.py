@@ -42,6 +42,7 @@ kind: lake_compaction
 name: {BROKEN_DAG_ID}
 tables: [{TABLE}]
 retries: 0
+engine: spark
 spark:
   conn_id: no_such_spark
 """

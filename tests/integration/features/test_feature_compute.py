@@ -1,4 +1,9 @@
-"""Real Spark (local, through spark-submit): point-in-time values, chunked == daily, re-runs."""
+"""Both engines on the same lake: point-in-time values, chunked == daily, re-runs, equal bytes.
+
+Every test of the ``runs`` fixture runs once per engine: the embedded DuckDB (in process)
+and real Spark (local, through spark-submit). Both run the one generated query, and
+``test_both_engines_publish_byte_identical_partitions`` compares what they published.
+"""
 
 from __future__ import annotations
 
@@ -23,33 +28,54 @@ def partition_file(root: Path, view: str, feature_date: str) -> Path:
 TEST_CONF = {"spark.sql.shuffle.partitions": "2"}
 
 
+ENGINES = ("duckdb", "spark")
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request) -> str:
+    return request.param
+
+
+def compute(defn, root, start, end, engine):
+    return compute_feature_range(defn, root, start, end, engine=engine, conf=TEST_CONF)
+
+
+_RUNS: dict[str, dict] = {}
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, events):
-    """Run every Spark job of this module once: a chunked range, a re-run, daily runs.
+def runs(tmp_path_factory, events, engine):
+    return runs_of(tmp_path_factory, events, engine)
+
+
+def runs_of(tmp_path_factory, events, engine):
+    """Run every job of this module once per engine: a chunked range, a re-run, daily runs.
 
     The daily runs read sources cut at the last daily date's cutoff, while the chunked run
     reads later events too: equal partitions prove both that chunked equals daily and that
     events at or after a cutoff never change a value.
     """
+    if engine in _RUNS:
+        return _RUNS[engine]
     orders, sessions = events
-    base = tmp_path_factory.mktemp("features")
+    base = tmp_path_factory.mktemp(f"features-{engine}")
 
     chunked_root = base / "chunked"
     defn = build_lake(chunked_root, orders, sessions)
-    chunked = compute_feature_range(defn, chunked_root, RANGE_START, RANGE_END, conf=TEST_CONF)
+    chunked = compute(defn, chunked_root, RANGE_START, RANGE_END, engine)
     before_rerun = {}
     for feature_date in chunked["published"]:
         path = partition_file(chunked_root, defn.name, feature_date)
         before_rerun[feature_date] = (path.read_bytes(), path.stat().st_ino)
-    rerun = compute_feature_range(defn, chunked_root, RERUN_DATE, RERUN_DATE, conf=TEST_CONF)
+    rerun = compute(defn, chunked_root, RERUN_DATE, RERUN_DATE, engine)
 
     daily_root = base / "daily"
     cutoff = pd.Timestamp(DAILY_DATES[-1]) + pd.Timedelta(days=1)
     daily_defn = build_lake(
         daily_root, orders[orders["ordered_at"] < cutoff], sessions[sessions["started_at"] < cutoff]
     )
-    daily = [compute_feature_range(daily_defn, daily_root, d, d, conf=TEST_CONF) for d in DAILY_DATES]
-    return {
+    daily = [compute(daily_defn, daily_root, d, d, engine) for d in DAILY_DATES]
+    _RUNS[engine] = {
         "defn": defn,
         "chunked_root": chunked_root,
         "chunked": chunked,
@@ -58,6 +84,7 @@ def runs(tmp_path_factory, events):
         "daily_root": daily_root,
         "daily": daily,
     }
+    return _RUNS[engine]
 
 
 def read_partition(root: Path, view: str, feature_date: str) -> pd.DataFrame:
@@ -129,7 +156,19 @@ def test_daily_sources_really_lacked_the_later_events(runs, events):
     assert max(p.name for p in daily_orders.iterdir()) == f"event_date={DAILY_DATES[-1]}"
 
 
-def test_a_failed_jobs_staging_is_removed_by_the_retry_and_a_parallel_runs_is_kept(tmp_path, events):
+def test_both_engines_publish_byte_identical_partitions(tmp_path_factory, events):
+    """DuckDB and Spark run one query: every published partition has the same bytes."""
+    duck, spark = (runs_of(tmp_path_factory, events, engine) for engine in ENGINES)
+    defn = duck["defn"]
+    assert duck["chunked"]["published"] == spark["chunked"]["published"]
+    for feature_date in duck["chunked"]["published"]:
+        a = partition_file(duck["chunked_root"], defn.name, feature_date).read_bytes()
+        b = partition_file(spark["chunked_root"], defn.name, feature_date).read_bytes()
+        assert a == b, f"{feature_date}: DuckDB and Spark partitions differ"
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_a_failed_jobs_staging_is_removed_by_the_retry_and_a_parallel_runs_is_kept(tmp_path, events, engine):
     import json
     import os
     import time
@@ -145,13 +184,13 @@ def test_a_failed_jobs_staging_is_removed_by_the_retry_and_a_parallel_runs_is_ke
     orders, sessions = events
     defn = build_lake(tmp_path, orders, sessions)
     owner = owner_key("backfill__2024-01-20T00:00:00+00:00", RERUN_DATE, RERUN_DATE)
-    # The first attempt's Spark job fails (a source went missing) after its staging was made.
+    # The first attempt's job fails (a source went missing) after its staging was made.
     failed = prepare_feature_job(defn, tmp_path, RERUN_DATE, RERUN_DATE, owner=owner)
     job = json.loads(Path(failed["job_file"]).read_text())
     job["definition"]["sources"][0]["path"] = str(tmp_path / "gone")
     Path(failed["job_file"]).write_text(json.dumps(job))
-    with pytest.raises(Exception, match="(?i)spark|exit"):
-        run_feature_job(failed, conf=TEST_CONF)
+    with pytest.raises(Exception, match="(?i)spark|exit|no files found|gone"):
+        run_feature_job(failed, engine=engine, conf=TEST_CONF)
     failed_dir = Path(failed["job_file"]).parent
     assert failed_dir.is_dir()
     # A chunk of a parallel backfill run is writing now; one of a run that died long ago is not.
@@ -164,7 +203,7 @@ def test_a_failed_jobs_staging_is_removed_by_the_retry_and_a_parallel_runs_is_ke
 
     retry = prepare_feature_job(defn, tmp_path, RERUN_DATE, RERUN_DATE, owner=owner)
     assert sorted(retry["staging_removed"]) == sorted([failed["version"], dead["version"]])
-    run_feature_job(retry, conf=TEST_CONF)
+    run_feature_job(retry, engine=engine, conf=TEST_CONF)
     assert publish_feature_job(defn, retry)["published"] == [RERUN_DATE]
     assert [p.name for p in staging_root(tmp_path, defn.name).iterdir()] == [live["version"]]
     assert partition_file(tmp_path, defn.name, RERUN_DATE).is_file()

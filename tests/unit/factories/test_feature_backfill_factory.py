@@ -27,7 +27,7 @@ features:
 def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
     dag = build_dag(load(BASE))
     assert dag.task_ids == [
-        "plan_feature_dates", "compute_features.prepare", "compute_features.spark", "compute_features.publish",
+        "plan_feature_dates", "compute_features.prepare", "compute_features.duckdb", "compute_features.publish",
         "materialize_online",
     ]
     assert set(dag.get_task("materialize_online").upstream_task_ids) == {"compute_features.publish"}
@@ -39,6 +39,19 @@ def test_dag_plans_computes_in_mapped_chunks_and_materializes(load):
     assert dag.get_task("materialize_online").max_active_tis_per_dag == 1
     assert "`features.user_features`" in dag.doc_md
     assert set(dag.params) == {"start", "end", "chunk_days"}
+
+
+def test_the_engine_decides_which_task_computes_a_chunk(load):
+    """DuckDB in the task by default; ``engine: spark`` submits the same job through the provider."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    embedded = build_dag(load(BASE))
+    assert "compute_features.duckdb" in embedded.task_ids and "compute_features.spark" not in embedded.task_ids
+    assert embedded.get_task("compute_features.duckdb").multiple_outputs is False
+    spark = build_dag(load(BASE + "engine: spark\n"))
+    assert isinstance(spark.get_task("compute_features.spark"), SparkSubmitOperator)
+    assert "compute_features.duckdb" not in spark.task_ids
+    assert spark.get_task("compute_features.publish").upstream_task_ids == {"compute_features.spark", "compute_features.prepare"}
 
 
 def test_a_waiting_source_adds_a_sensor(load):

@@ -47,9 +47,24 @@ def test_dag_plans_rewrites_and_publishes_each_batch_then_reports_and_cleans_up(
     assert dag.max_active_runs == 1 and type(dag.timetable).__name__ == "CronTriggerTimetable"
 
 
+def test_rewrite_runs_in_the_task_on_the_embedded_engine_by_default(load):
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    rewrite = build_dag(load(BASE)).get_task("compact_batch.rewrite")
+    assert not isinstance(rewrite, SparkSubmitOperator) and rewrite.multiple_outputs is False
+
+
+def test_orc_tables_need_the_spark_engine(load):
+    from dagfoundry.errors import SpecErrors
+
+    with pytest.raises(SpecErrors, match="writes Parquet only: set engine: spark"):
+        load(BASE + "output_format: orc\ncompression: zlib\n")
+    assert load(BASE + "output_format: orc\ncompression: zlib\nengine: spark\n").spec.engine == "spark"
+
+
 def test_rewrite_is_a_spark_submit_of_the_compaction_app_with_the_spec_settings(load):
     text = BASE + (
-        "spark:\n  conn_id: spark_cluster\n  driver_memory: 2g\n  executor_memory: 4g\n"
+        "engine: spark\nspark:\n  conn_id: spark_cluster\n  driver_memory: 2g\n  executor_memory: 4g\n"
         "  conf: {spark.sql.shuffle.partitions: '64'}\n"
     )
     dag = build_dag(load(text))
@@ -64,7 +79,7 @@ def test_rewrite_is_a_spark_submit_of_the_compaction_app_with_the_spec_settings(
 def test_spec_becomes_the_engine_settings(tmp_path, load):
     text = BASE + (
         "target_file_size: 64MB\nclosed_after: 2h\nretention: 1d\nsort_columns: [customer_id]\n"
-        "output_format: orc\ncompression: zlib\nspark: {max_partitions_per_batch: 4, max_bytes_per_batch: 1GB}\n"
+        "output_format: orc\ncompression: zlib\nengine: spark\nspark: {max_partitions_per_batch: 4, max_bytes_per_batch: 1GB}\n"
     )
     settings = load(text).spec.compaction_settings(tmp_path)
     assert settings.lake_root == tmp_path and settings.tables == ("events/orders",)

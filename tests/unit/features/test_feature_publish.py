@@ -1,4 +1,4 @@
-"""Publishing staged Spark output: one deterministic file per date, empty dates included."""
+"""Publishing staged engine output: one deterministic file per date, empty dates included."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ from dagfoundry.features.compute import (
     publish_feature_job,
 )
 from dagfoundry.features.definition import FeatureViewDefinition, SourceTable, WindowAggregate
+
+
+def write_source(folder: Path) -> None:
+    """A one-event source: preparing a job reads the sources' schemas to type its query."""
+    folder.mkdir()
+    pq.write_table(pa.table({"user_id": [1], "ts": pa.array([0], pa.timestamp("us"))}), folder / "part-0.parquet")
 
 
 def view(source) -> FeatureViewDefinition:
@@ -42,7 +48,7 @@ def stage_like_spark(job, rows_by_date) -> None:
 
 
 def test_every_job_date_is_published_and_empty_dates_get_the_schema(tmp_path):
-    (tmp_path / "src").mkdir()
+    write_source(tmp_path / "src")
     defn = view(tmp_path / "src")
     job = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-03")
     stage_like_spark(job, {"2024-01-01": [(1, 2), (2, 3)], "2024-01-03": [(1, 1)]})
@@ -59,7 +65,7 @@ def test_every_job_date_is_published_and_empty_dates_get_the_schema(tmp_path):
 
 
 def test_output_with_the_wrong_columns_publishes_nothing(tmp_path):
-    (tmp_path / "src").mkdir()
+    write_source(tmp_path / "src")
     defn = view(tmp_path / "src")
     job = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-01")
     directory = Path(job["output"]) / "feature_date=2024-01-01"
@@ -71,7 +77,7 @@ def test_output_with_the_wrong_columns_publishes_nothing(tmp_path):
 
 
 def test_two_spark_files_for_one_date_are_refused(tmp_path):
-    (tmp_path / "src").mkdir()
+    write_source(tmp_path / "src")
     defn = view(tmp_path / "src")
     job = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-01")
     directory = Path(job["output"]) / "feature_date=2024-01-01"
@@ -99,7 +105,7 @@ def test_prepare_removes_earlier_attempts_of_its_chunk_and_stale_staging_only(tm
 
     from dagfoundry.features.compute import owner_key, staging_root
 
-    (tmp_path / "src").mkdir()
+    write_source(tmp_path / "src")
     defn = view(tmp_path / "src")
     mine = owner_key("scheduled__2024-01-01T00:00:00+00:00", "2024-01-01", "2024-01-01")
     earlier = prepare_feature_job(defn, tmp_path, "2024-01-01", "2024-01-01", owner=mine)
