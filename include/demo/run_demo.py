@@ -71,7 +71,7 @@ class DemoSize:
         """Return the keys the chain's copies of the example specs change (lifecycle.write_chain_specs)."""
         return {
             "cdc/shop.yaml": {"capture": {"idle": self.capture_idle, "max_duration": self.capture_max_duration}},
-            # One Spark application for every day (two would compete for the cores).
+            # One rewrite task for every day (two would compete for the cores).
             "compaction/orders_events.yaml": {"spark": {"max_partitions_per_batch": max(self.days, 1)}},
             # The holdout counts back from the run's day, and the latest label is LABEL_HORIZON_DAYS old.
             "models/shop_churn.yaml": {"split": {"holdout_days": LABEL_HORIZON_DAYS + self.holdout_label_days}},
@@ -219,6 +219,20 @@ def main() -> int:
     return 0 if all(equal for *_, equal in mirrors.values()) else 1
 
 
+def engines_of(specs: Path) -> str:
+    """Say which engine ran each lake job of the chain's specs (``engine:``; the CDC mirror runs on Spark)."""
+    from dagfoundry.dag_files import load_config_dir
+
+    said = []
+    for loaded in sorted(load_config_dir(specs).specs, key=lambda s: s.spec.name):
+        engine = getattr(loaded.spec, "engine", None)
+        if engine:
+            said.append(f"{loaded.spec.name} {engine}")
+        elif loaded.spec.kind == "cdc_ingestion":
+            said.append(f"{loaded.spec.name} mirror spark")
+    return ", ".join(said) + "; training sets: duckdb"
+
+
 def summary(stages, mirrors, landed, local, round_number: int, seconds: float, ready: float) -> str:
     by_dag = {s.dag_id: s for s in stages}
     cdc = by_dag["shop_cdc"].outputs
@@ -237,6 +251,7 @@ def summary(stages, mirrors, landed, local, round_number: int, seconds: float, r
         f"== summary of round {round_number} ({seconds:.0f} s from start to here)",
         f"   timing      set-up and Airflow start {ready:.0f} s; "
         + ", ".join(f"{s.dag_id} {s.seconds:.0f} s" for s in stages),
+        f"   engines     {engines_of(CHAIN_SPECS)}",
         f"   CDC         captured {json.dumps(cdc.get('capture'), default=str)[:200]}",
     ]
     for table, (source_rows, mirror_rows, equal) in mirrors.items():
