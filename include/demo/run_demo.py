@@ -13,8 +13,10 @@
    duration when it ends.
 4. A summary; Airflow and MLflow keep running (``make airflow-stop`` ends them).
 
-Run it again and it continues from the state it left (the round number in ``.demo/round``): the
-source changes again, the CDC run streams only those changes from the kept replication slot,
+At the end the demo drops its replication slot through ``shop_cdc``'s ``drop_slot`` action (a
+slot holds back the server's WAL); ``DEMO_KEEP_SLOT=1`` keeps it. Run it again and it continues
+from the state it left (the round number in ``.demo/round``): the source changes again, the CDC
+run snapshots the shop again (or, with the slot kept, streams only those changes),
 late files make the days small-file heavy again, features and the model are recomputed, and
 the promotion compares the new challenger with the champion of the earlier round on the same
 holdout, promoting only when no gate fails (include/demo/lifecycle.py, docs/promotion.md).
@@ -211,12 +213,31 @@ def main() -> int:
     ready = time.monotonic() - began
     print(f"   Airflow {local.url}, MLflow {local.mlflow_url} ({ready:.0f} s from start)")
     step("the chain: shop_cdc -> compaction -> features -> retraining -> promotion, each started by an Asset")
-    stages = run_chain(AirflowApi(local.url))
+    api = AirflowApi(local.url)
+    stages = run_chain(api)
     mirrors = compare_mirrors(lake, shop_source.DEMO_DATABASE)
+    if os.environ.get("DEMO_KEEP_SLOT") != "1":
+        drop_slot(api)
     ROUND_FILE.write_text(str(round_number))
     (local.run_dir / "demo_finished").write_text(str(round_number))
     print(summary(stages, mirrors, landed, local, round_number, time.monotonic() - began, ready))
     return 0 if all(equal for *_, equal in mirrors.values()) else 1
+
+
+def drop_slot(api) -> None:
+    """Decommission the demo's replication slot with the CDC DAG's own ``drop_slot`` action.
+
+    A logical slot holds back the WAL of the whole PostgreSQL server, growing with every write
+    of any database there, until a capture reads it again: a demo leaves none behind
+    (``DEMO_KEEP_SLOT=1`` keeps it, and the next round streams only the changes from it).
+    """
+    from include.demo.lifecycle import CDC_DAG
+
+    step("dropping the demo's replication slot (shop_cdc, action drop_slot); DEMO_KEEP_SLOT=1 keeps it")
+    run_id = api.trigger(CDC_DAG, {"action": "drop_slot"})
+    state = api.wait_for_runs(CDC_DAG, [run_id], timeout=600)[run_id]
+    if state != "success":
+        raise SystemExit(f"shop_cdc drop_slot run {run_id} ended {state}:\n{api.failure_report(CDC_DAG, run_id)}")
 
 
 def engines_of(specs: Path) -> str:
@@ -273,8 +294,9 @@ def summary(stages, mirrors, landed, local, round_number: int, seconds: float, r
         "   each run started by the Asset of the one before: "
         + ", ".join(f"{s.dag_id} <- {'/'.join(s.triggered_by) or s.run_type}" for s in stages),
         f"   replication slots kept: {', '.join(slots) or 'none'}"
-        + (" (the next `make demo` streams the source's changes from it; trigger shop_cdc with "
-           "action drop_slot to drop it)" if slots else ""),
+        + (" (DEMO_KEEP_SLOT=1: the next `make demo` streams the source's changes from it; trigger "
+           "shop_cdc with action drop_slot to drop it)" if slots
+           else " (dropped by shop_cdc's drop_slot action: no WAL held back; the next round snapshots the shop again)"),
         "",
         f"   Airflow UI  {local.url}  (every run of the chain; admin without login)",
         f"   MLflow UI   {local.mlflow_url}  (experiment dagfoundry/shop_churn, registered model shop_churn)",
