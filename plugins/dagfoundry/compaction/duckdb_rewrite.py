@@ -10,7 +10,8 @@ job's logic and exist once; what differs per engine is only how files are read a
 
 For each partition: read exactly the planned files (their schemas merged by name), lay the
 rows out in ``target_files`` files of equal row counts (in sort-column order when the spec
-has sort columns), write them as ``part-NNNNN.parquet`` with the spec's compression. Parquet
+has sort columns), stream them to ``part-NNNNN.parquet`` files with the spec's compression and
+the input's schema (pyarrow's writer). Parquet
 only (DuckDB writes no ORC: an ORC table compacts with ``engine: spark``); files with legacy
 INT96 timestamps are refused (DuckDB would write them back as TIMESTAMP_MICROS, which Spark
 reads as another type). A partition that fails is recorded with its error and the others
@@ -27,9 +28,10 @@ from typing import Any
 
 from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect, sql_literal
 
-#: DuckDB's names for the spec's compression codecs.
-_CODECS = {"snappy": "snappy", "zstd": "zstd", "gzip": "gzip", "lz4": "lz4_raw", "none": "uncompressed",
-           "uncompressed": "uncompressed"}
+#: pyarrow's names for the spec's compression codecs.
+_CODECS = {"snappy": "snappy", "zstd": "zstd", "gzip": "gzip", "lz4": "lz4", "none": "none", "uncompressed": "none"}
+#: Rows per record batch streamed from DuckDB to the file writer.
+_BATCH_ROWS = 65_536
 
 
 class UnsupportedByEngineError(Exception):
@@ -85,19 +87,38 @@ def rewrite_partition(batch: dict, partition: dict, settings: DuckDBSettings, wo
             f"FROM read_parquet({listed}, union_by_name = true, hive_partitioning = false)"
         )
         read = time.monotonic()
+        schema = _input_schema(files)
         for index in range(1, target + 1):
-            out = staging / f"part-{index - 1:05d}.parquet"
             ordered = f" ORDER BY {order}" if order else ""
-            conn.execute(
-                f"COPY (SELECT * EXCLUDE (_df_file) FROM rows WHERE _df_file = {index}{ordered}) TO {sql_literal(out)} "
-                f"(FORMAT parquet, COMPRESSION {codec})"
-            )
+            reader = conn.execute(f"SELECT * EXCLUDE (_df_file) FROM rows WHERE _df_file = {index}{ordered}")
+            _write_file(reader.to_arrow_reader(_BATCH_ROWS), schema, staging / f"part-{index - 1:05d}.parquet", codec)
     finally:
         conn.close()
     return {
         "timings": {"read_schema": read - started, "write": time.monotonic() - read},
         "files": sorted(({"name": p.name, "size": p.stat().st_size} for p in staging.iterdir()), key=lambda f: f["name"]),
     }
+
+
+def _input_schema(files: list[str]) -> Any:
+    """Return the input files' schema merged by name, as their footers declare it (nullability included)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pa.unify_schemas([pq.read_schema(path).remove_metadata() for path in files])
+
+
+def _write_file(batches: Any, schema: Any, path: Path, codec: str) -> None:
+    """Write the record batches to ``path`` with the input's schema.
+
+    pyarrow writes, not DuckDB's COPY: DuckDB marks a column without nulls REQUIRED, which would
+    change the table's schema for every reader (a column the input declares optional stays so).
+    """
+    import pyarrow.parquet as pq
+
+    with pq.ParquetWriter(path, schema, compression=codec) as writer:
+        for batch in batches:
+            writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
 
 
 def _refuse_int96(files: list[str]) -> None:

@@ -59,7 +59,7 @@ def verify(journal: Journal) -> Journal:
     """
     figures = journal.result
     if not figures.get("ok"):
-        raise verification_failed(journal, f"the Spark job failed on this partition: "
+        raise verification_failed(journal, f"the rewrite failed on this partition: "
                                            f"{figures.get('error', 'no result recorded')}")
     problem = staged_files_problem(journal) or planned_files_problem(journal, live_data_files(journal.location.live))
     if problem:

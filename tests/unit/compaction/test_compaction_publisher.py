@@ -64,7 +64,7 @@ def test_mismatched_checksum_discards_new_files_and_names_both_figures(tmp_path)
 
 def test_failed_spark_partition_is_discarded_with_its_error(tmp_path):
     journal, figures = _setup(tmp_path)
-    with pytest.raises(CompactionVerificationError, match="the Spark job failed on this partition: OOM"):
+    with pytest.raises(CompactionVerificationError, match="the rewrite failed on this partition: OOM"):
         publish_partition(journal, {"ok": False, "error": "OOM"})
     assert not journal.staged.exists()
 
