@@ -94,7 +94,9 @@ def change(round_number: int, seed_value: int = 11, *, database: str = DEMO_DATA
         touched["updated"] = cur.rowcount
         cur.execute("DELETE FROM orders WHERE order_id %% 97 = %s", (round_number % 97,))
         touched["deleted"] = cur.rowcount
-        cur.execute("UPDATE orders SET order_id = order_id + 1000000 WHERE order_id %% 211 = %s", (round_number,))
+        # Above every key there is (earlier rounds' moved keys and inserts included), so no key collides.
+        cur.execute("UPDATE orders SET order_id = order_id + (SELECT max(order_id) FROM orders) "
+                    "WHERE order_id %% 211 = %s", (round_number % 211,))
         touched["key_changed"] = cur.rowcount
         cur.execute("UPDATE customers SET city = 'Lugano' WHERE customer_id %% 50 = %s", (round_number,))
         touched["updated"] += cur.rowcount
