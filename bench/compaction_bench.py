@@ -1,7 +1,11 @@
-"""Benchmark: compaction (plan, Spark rewrite with checksums, verify, atomic publish) against a
-bare Spark read-and-write of the same data (no verification, no publishing: the ceiling).
+"""Benchmark: compaction (plan, rewrite, verify, atomic publish) against a bare rewrite of the
+same data on the same engine (no verification, no publishing: the ceiling), for each engine.
 
     python bench/compaction_bench.py [--gb 1.0] [--files 10000] [--partitions 5] [--target-mb 128] [--rounds 2]
+        [--engines duckdb,spark]
+
+On ``duckdb`` the bare side is a plain DuckDB ``COPY`` of each partition's files into files of
+the target size, in this process; on ``spark`` it is a bare Spark read-and-write (below).
 
 Data: ``--files`` small Parquet files (about ``--gb`` in total) over ``--partitions``
 partitions, generated with pyarrow once and reused (``--data-dir``). Prints MB/s of both,
@@ -97,8 +101,24 @@ def run_bare(source: Path, work: Path, target_bytes: int) -> float:
     return time.monotonic() - started
 
 
-def run_compaction(source: Path, work: Path, target_bytes: int) -> tuple[float, dict, dict]:
+def run_bare_duckdb(source: Path, work: Path, target_bytes: int) -> float:
+    """Rewrite each partition with one plain DuckDB COPY into files of about the target size."""
+    import duckdb
+
+    started = time.monotonic()
+    conn = duckdb.connect()
+    for partition in sorted((source / TABLE).iterdir()):
+        out = work / "bare" / partition.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        conn.execute(f"COPY (SELECT * FROM read_parquet('{partition}/*.parquet')) TO '{out}' "
+                     f"(FORMAT parquet, COMPRESSION snappy, FILE_SIZE_BYTES {target_bytes}, PER_THREAD_OUTPUT false)")
+    conn.close()
+    return time.monotonic() - started
+
+
+def run_compaction(source: Path, work: Path, target_bytes: int, engine: str = "spark") -> tuple[float, dict, dict]:
     from dagfoundry.compaction import CompactionSettings, plan_step, publish_step, report_step
+    from dagfoundry.compaction.duckdb_rewrite import rewrite_batch
     from dagfoundry.spark_submit import submit_spark_app
 
     lake = work / "lake"
@@ -109,12 +129,16 @@ def run_compaction(source: Path, work: Path, target_bytes: int) -> tuple[float, 
     started = time.monotonic()
     plan = plan_step(settings, version="bench")
     planned = time.monotonic()
-    submit_spark_app("compaction_rewrite", [f for args in plan["spark_args"] for f in args])
+    if engine == "duckdb":
+        for batch_file in plan["batch_files"]:
+            rewrite_batch(batch_file)
+    else:
+        submit_spark_app("compaction_rewrite", [f for args in plan["spark_args"] for f in args])
     rewritten = time.monotonic()
     for batch_file in plan["batch_files"]:
         publish_step(batch_file)
     published = time.monotonic()
-    phases = {"plan": planned - started, "spark": rewritten - planned, "publish": published - rewritten}
+    phases = {"plan": planned - started, engine: rewritten - planned, "publish": published - rewritten}
     return published - started, phases, report_step(settings, version="bench")["summary"]
 
 
@@ -126,7 +150,7 @@ def measure(run, *args):
     return (outcome[0], cpu_seconds() - cpu, *outcome[1:])
 
 
-def run_rounds(source: Path, work: Path, target: int, rounds: int) -> tuple[list, list, dict]:
+def run_rounds(source: Path, work: Path, target: int, rounds: int, engine: str) -> tuple[list, list, dict]:
     """Alternate bare and compaction runs; return their (wall, cpu) figures and the last summary."""
     bare, ours, summary = [], [], {}
     for index in range(rounds):
@@ -134,10 +158,10 @@ def run_rounds(source: Path, work: Path, target: int, rounds: int) -> tuple[list
             warm_cache(source)
             shutil.rmtree(work / "bare", ignore_errors=True)
             if side == "bare":
-                bare.append(measure(run_bare, source, work, target))
+                bare.append(measure(run_bare_duckdb if engine == "duckdb" else run_bare, source, work, target))
                 print(f"round {index + 1} bare: {bare[-1][0]:.1f} s wall, {bare[-1][1]:.1f} s CPU", flush=True)
             else:
-                wall, cpu, phases, summary = measure(run_compaction, source, work, target)
+                wall, cpu, phases, summary = measure(run_compaction, source, work, target, engine)
                 ours.append((wall, cpu))
                 steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
                 print(f"round {index + 1} compaction: {wall:.1f} s wall ({steps}), {cpu:.1f} s CPU", flush=True)
@@ -152,6 +176,7 @@ def main() -> None:
     parser.add_argument("--target-mb", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side, alternating which goes first")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "dagfoundry-compaction-bench")
+    parser.add_argument("--engines", default="duckdb,spark", help="comma-separated: duckdb, spark")
     args = parser.parse_args()
     source = args.data_dir / f"source-{args.gb}gb-{args.files}f-{args.partitions}p"
     if not (source / "_complete").exists():
@@ -161,24 +186,33 @@ def main() -> None:
         print(f"generated {args.files} files in {time.monotonic() - started:.0f}s")
     files, size = tree_bytes(source)
     target = args.target_mb * 1024 * 1024
-    work = Path(tempfile.mkdtemp(prefix="run-", dir=args.data_dir))
-    try:
-        bare_runs, our_runs, summary = run_rounds(source, work, target, args.rounds)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    print(f"input: {files} files, {size / 1024**2:.0f} MB in {args.partitions} partitions, target {args.target_mb} MB, "
+          f"{args.rounds} round(s) each side")
+    for engine in args.engines.split(","):
+        work = Path(tempfile.mkdtemp(prefix="run-", dir=args.data_dir))
+        try:
+            bare_runs, our_runs, summary = run_rounds(source, work, target, args.rounds, engine)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        report(engine, size, bare_runs, our_runs, summary)
+
+
+def report(engine: str, size: int, bare_runs: list, our_runs: list, summary: dict) -> None:
     mb = size / 1024**2
     bare_wall, bare_cpu = (sum(run[i] for run in bare_runs) for i in (0, 1))
     ours_wall, ours_cpu = (sum(run[i] for run in our_runs) for i in (0, 1))
     ours, bare = mb * len(our_runs) / ours_wall, mb * len(bare_runs) / bare_wall
-    print(f"input: {files} files, {mb:.0f} MB in {args.partitions} partitions, target {args.target_mb} MB, "
-          f"{args.rounds} round(s) each")
-    print(f"bare Spark read+write           : {bare_wall / len(bare_runs):6.1f} s  {bare:6.1f} MB/s  "
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    bare_name = "bare DuckDB COPY" if engine == "duckdb" else "bare Spark read+write"
+    print(f"[{engine}] {bare_name:<24}: {bare_wall / len(bare_runs):6.1f} s  {bare:6.1f} MB/s  "
           f"{bare_cpu / len(bare_runs):6.1f} s CPU  (ceiling)")
-    print(f"compaction (verified, published): {ours_wall / len(our_runs):6.1f} s  {ours:6.1f} MB/s  "
+    print(f"[{engine}] compaction (verified, published): {ours_wall / len(our_runs):6.1f} s  {ours:6.1f} MB/s  "
           f"{ours_cpu / len(our_runs):6.1f} s CPU")
-    print(f"ratio: {ours / bare:.2f} (target >= 0.80); CPU ratio {bare_cpu / ours_cpu:.2f}")
-    print(f"files after: {summary['files_after']} (ideal {summary['files_ideal']}), "
-          f"avg file {summary['avg_file_bytes_after'] / 1024**2:.1f} MB, bytes after {summary['bytes_after'] / 1024**2:.0f} MB")
+    print(f"[{engine}] ratio: {ours / bare:.2f} (target >= 0.90); CPU ratio {bare_cpu / ours_cpu:.2f}; "
+          f"load average {load} on {os.cpu_count()} cores")
+    print(f"[{engine}] files after: {summary['files_after']} (ideal {summary['files_ideal']}), "
+          f"avg file {summary['avg_file_bytes_after'] / 1024**2:.1f} MB, bytes after {summary['bytes_after'] / 1024**2:.0f} MB",
+          flush=True)
 
 
 if __name__ == "__main__":

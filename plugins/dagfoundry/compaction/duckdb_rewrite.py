@@ -8,9 +8,9 @@ this module executes the same batch with DuckDB and writes the same result file,
 either engine's output the same way. The plan, the verification and the publication are the
 job's logic and exist once; what differs per engine is only how files are read and written.
 
-For each partition: read exactly the planned files (their schemas merged by name), lay the
-rows out in ``target_files`` files of equal row counts (in sort-column order when the spec
-has sort columns), stream them to ``part-NNNNN.parquet`` files with the spec's compression and
+For each partition: read exactly the planned files (their schemas merged by name), stream the
+rows (in sort-column order when the spec has sort columns) into ``target_files`` files of
+equal row counts: ``part-NNNNN.parquet`` files with the spec's compression and
 the input's schema (pyarrow's writer). Parquet
 only (DuckDB writes no ORC: an ORC table compacts with ``engine: spark``); files with legacy
 INT96 timestamps are refused (DuckDB would write them back as TIMESTAMP_MICROS, which Spark
@@ -21,6 +21,7 @@ continue. duckdb and pyarrow are imported inside the functions.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -78,20 +79,15 @@ def rewrite_partition(batch: dict, partition: dict, settings: DuckDBSettings, wo
     target = max(1, int(partition["target_files"]))
     order = ", ".join(_quote(c) for c in batch["sort_columns"])
     codec = _CODECS[batch["compression"]]
+    schema, rows = _input_schema_and_rows(files)
+    read = time.monotonic()
     conn = connect(settings, work)
     try:
         listed = "[" + ", ".join(sql_literal(f) for f in files) + "]"
-        rows_expr = f"ntile({target}) OVER ({'ORDER BY ' + order if order else ''})"
-        conn.execute(
-            f"CREATE TEMP TABLE rows AS SELECT *, {rows_expr} AS _df_file "
-            f"FROM read_parquet({listed}, union_by_name = true, hive_partitioning = false)"
-        )
-        read = time.monotonic()
-        schema = _input_schema(files)
-        for index in range(1, target + 1):
-            ordered = f" ORDER BY {order}" if order else ""
-            reader = conn.execute(f"SELECT * EXCLUDE (_df_file) FROM rows WHERE _df_file = {index}{ordered}")
-            _write_file(reader.to_arrow_reader(_BATCH_ROWS), schema, staging / f"part-{index - 1:05d}.parquet", codec)
+        ordered = f" ORDER BY {order}" if order else ""
+        query = f"SELECT * FROM read_parquet({listed}, union_by_name = true, hive_partitioning = false){ordered}"
+        stream = conn.sql(query).to_arrow_reader(_BATCH_ROWS)
+        _write_files(stream, schema, staging, target, math.ceil(rows / target) if rows else 0, codec)
     finally:
         conn.close()
     return {
@@ -100,25 +96,44 @@ def rewrite_partition(batch: dict, partition: dict, settings: DuckDBSettings, wo
     }
 
 
-def _input_schema(files: list[str]) -> Any:
-    """Return the input files' schema merged by name, as their footers declare it (nullability included)."""
+def _input_schema_and_rows(files: list[str]) -> tuple[Any, int]:
+    """Return the input files' schema merged by name as their footers declare it (nullability
+    included), and their row count."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pa.unify_schemas([pq.read_schema(path).remove_metadata() for path in files])
+    footers = [pq.read_metadata(path) for path in files]
+    schema = pa.unify_schemas([f.schema.to_arrow_schema().remove_metadata() for f in footers])
+    return schema, sum(f.num_rows for f in footers)
 
 
-def _write_file(batches: Any, schema: Any, path: Path, codec: str) -> None:
-    """Write the record batches to ``path`` with the input's schema.
+def _write_files(stream: Any, schema: Any, staging: Path, target: int, per_file: int, codec: str) -> None:
+    """Cut the streamed rows into ``target`` files of ``per_file`` rows (the last one shorter).
 
     pyarrow writes, not DuckDB's COPY: DuckDB marks a column without nulls REQUIRED, which would
     change the table's schema for every reader (a column the input declares optional stays so).
     """
     import pyarrow.parquet as pq
 
-    with pq.ParquetWriter(path, schema, compression=codec) as writer:
-        for batch in batches:
-            writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
+    index, written, writer = 0, 0, None
+    try:
+        for batch in stream:
+            batch = batch.cast(schema) if batch.schema != schema else batch
+            offset = 0
+            while offset < batch.num_rows:
+                if writer is None or (written >= per_file and index < target):
+                    if writer is not None:
+                        writer.close()
+                    writer = pq.ParquetWriter(staging / f"part-{index:05d}.parquet", schema, compression=codec)
+                    index, written = index + 1, 0
+                take = batch.num_rows - offset if index == target else min(per_file - written, batch.num_rows - offset)
+                writer.write_batch(batch.slice(offset, take))
+                offset, written = offset + take, written + take
+        if writer is None:  # no rows: one empty file keeps the partition's schema
+            writer = pq.ParquetWriter(staging / "part-00000.parquet", schema, compression=codec)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _refuse_int96(files: list[str]) -> None:
