@@ -41,11 +41,26 @@ def capture(config: CaptureConfig, lake_root: str, limits: CaptureLimits = Captu
     return capture_embedded(config, Path(lake_root), limits=limits).summary()
 
 
-def pickup(config: CaptureConfig, lake_root: str, sink_dir: str, pattern: str = "**/*.json", settle_seconds: float = 0.0) -> dict:
-    """Land the sink files that are new since the last pickup; return the capture summary."""
+def pickup(
+    config: CaptureConfig,
+    lake_root: str,
+    sink_dir: str,
+    pattern: str = "**/*.json",
+    settle_seconds: float = 0.0,
+    deployed: Mapping | None = None,
+    limits: CaptureLimits = CaptureLimits(),
+) -> dict:
+    """Land the sink files that are new since the last pickup; return the capture summary.
+
+    :param deployed: the deploy task's result (tables it left out or signalled)
+    :param limits: only the slot thresholds (``slot_wal_warn_bytes``, ``slot_wal_fail_bytes``) apply
+    """
     from dagfoundry.cdc.sink_pickup import pickup_sink_files
 
-    result = pickup_sink_files(config, Path(lake_root), Path(sink_dir), pattern=pattern, settle_seconds=settle_seconds)
+    result = pickup_sink_files(
+        config, Path(lake_root), Path(sink_dir), pattern=pattern, settle_seconds=settle_seconds, deployed=deployed,
+        slot_wal_warn_bytes=limits.slot_wal_warn_bytes, slot_wal_fail_bytes=limits.slot_wal_fail_bytes,
+    )
     return result.summary()
 
 

@@ -238,6 +238,8 @@ def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, A
         config=properties,
         source_conn_id=config.conn_id,
         kafka_connect_conn_id=connect.conn_id,
+        # Tables without a replica identity stay out of the publication, as in embedded mode.
+        capture_config=config,
         trigger_rule=NONE_FAILED,
     )
     running = ConnectorRunningSensor(
@@ -250,15 +252,21 @@ def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, A
         deferrable=connect.deferrable if connect.deferrable is not None else default_deferrable(),
     )
 
+    limits = spec.capture
+
     @task(task_id="pickup_sink_files")
-    def pickup_sink_files() -> dict:
+    def pickup_sink_files(deployed: dict | None = None) -> dict:
+        from dagfoundry.cdc.embedded_capture import CaptureLimits
         from dagfoundry.cdc.tasks import pickup
         from dagfoundry.settings import lake_root
 
-        return pickup(config, str(lake_root()), connect.sink_dir)
+        bounds = CaptureLimits(slot_wal_warn_bytes=limits.slot_wal_warn, slot_wal_fail_bytes=limits.slot_wal_fail)
+        return pickup(config, str(lake_root()), connect.sink_dir, deployed=deployed, limits=bounds)
 
-    picked = pickup_sink_files()
-    deploy >> running >> picked
+    deployed: Any = deploy.output
+    picked = pickup_sink_files(deployed)
+    running >> picked
+    deploy >> running
     return deploy, picked
 
 
