@@ -4,15 +4,15 @@ A DAG chains them per source (``max_active_runs=1``: two captures of one source 
 run at once)::
 
     capture (embedded)  or  pickup (connect)      -> {"batch_id", "rows_per_table", ...}
-      -> check_quality(capture_summary)           -> {"tables": {...figures...}}
-      -> update_mirror()                          -> {"tables": {table: {"last_batch_id", "row_count"}}}
+      -> check_quality(capture_summary)           -> {"tables": {...figures...}, "failed_tables": {...}}
+      -> update_mirror()                          -> {"tables": {table: {"last_batch_id", "row_count"}}, "failed_tables"}
          (or prepare_mirror -> SparkSubmitOperator(cdc_mirror, [plan]) -> publish_mirror(plan))
 
 UI actions (manual runs with params): :func:`request_resnapshot`, :func:`reset_capture`,
 :func:`decommission_capture` (embedded mode; connect mode uses the Kafka Connect operators
 and :func:`decommission_connector`). The last task, :func:`report_capture_health`, fails the run
-for what must not pass silently (a skipped table, a slot holding too much WAL) after the
-other tables were landed and mirrored.
+for what must not pass silently (a skipped table, a table whose batches failed their quality
+checks, a slot holding too much WAL) after the other tables were landed and mirrored.
 Configuration arrives as frozen dataclasses; secrets come from the Airflow connection
 inside the task and never reach a return value.
 """
