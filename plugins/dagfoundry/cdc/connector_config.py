@@ -203,7 +203,9 @@ def debezium_properties(
         "plugin.name": "pgoutput",
         "slot.name": config.slot,
         "publication.name": config.publication,
-        "publication.autocreate.mode": "filtered",
+        # The project manages the publication in both modes (dagfoundry.cdc.publication):
+        # Debezium's "filtered" would add every listed table, even one without a replica identity.
+        "publication.autocreate.mode": "disabled",
         "table.include.list": tables,
         "snapshot.mode": config.snapshot_mode,
         # Exact numerics as text; timestamps as epoch microseconds (timestamptz as ISO text).
@@ -239,9 +241,6 @@ def debezium_properties(
         props.update(
             {
                 "name": config.engine_name,
-                # The capture keeps the publication to tables with a replica identity
-                # (dagfoundry.cdc.publication); Debezium would add every listed table.
-                "publication.autocreate.mode": "disabled",
                 "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
                 "offset.storage.file.filename": str(offsets_file),
                 # Offsets are marked only after a batch is landed, then flushed at once.
@@ -273,3 +272,13 @@ def redacted(properties: dict[str, str]) -> dict[str, str]:
 def _anchored(table_id: str) -> str:
     """Escape the dot so Debezium's regex list matches exactly this table."""
     return table_id.replace(".", r"\.").replace("$", r"\$")
+
+
+def anchored_table(table_id: str) -> str:
+    """Return the ``table.include.list`` entry that matches exactly ``table_id``."""
+    return _anchored(table_id)
+
+
+def included_tables(include_list: str) -> set[str]:
+    """Return the table ids of a ``table.include.list`` written by :func:`anchored_table`."""
+    return {entry.strip().replace(r"\.", ".").replace(r"\$", "$") for entry in include_list.split(",") if entry.strip()}

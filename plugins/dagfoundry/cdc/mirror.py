@@ -66,18 +66,34 @@ def prepare_mirror_plan(
     """Write the Spark plan for every table with new batches; return its path or None.
 
     Every planned batch has passed its quality checks: a batch without a quality record
-    (landed just before a crash) is checked here first.
+    (landed just before a crash) is checked here first. A table whose batches fail is left
+    out of the plan (its batches stay unmirrored and are checked again next time), the
+    others are planned; the plan file lists it under ``failed_tables`` and
+    :func:`publish_mirror_plan` reports it. :func:`plan_mirrors` also returns the failures
+    when nothing else is planned.
 
     :param lake_root: the lake's root directory
     :param source: the capture's source name
     :param tables: ``schema.table`` ids; all landed tables of the source when None
     :param max_rows: the quality check's bound on a batch's rows
-    :raises dagfoundry.errors.DataQualityError: when a planned batch fails its checks
+    """
+    return plan_mirrors(lake_root, source, tables, max_rows=max_rows)[0]
+
+
+def plan_mirrors(
+    lake_root: Path, source: str, tables: Sequence[str] | None = None, *, max_rows: int | None = None
+) -> tuple[str | None, dict[str, str]]:
+    """Write the mirror plan (see :func:`prepare_mirror_plan`); return its path and the failed tables.
+
+    :return: (the plan's path or None when no table is planned, ``{table: reason}`` of the
+        tables left out because a batch failed its quality checks)
     """
     from dagfoundry.cdc.offsets import read_mirror_floor
-    from dagfoundry.cdc.quality import require_checked
+    from dagfoundry.cdc.quality import quality_failure, require_checked
+    from dagfoundry.errors import DataQualityError
 
     lake_root = Path(lake_root)
+    failed: dict[str, str] = {}
     plan_id = uuid.uuid4().hex
     floor = read_mirror_floor(lake_root, source)
     entries = []
@@ -90,7 +106,11 @@ def prepare_mirror_plan(
         batches = landing.list_batches(lake_root, source, table_id, after=after)
         if not batches:
             continue
-        require_checked(lake_root, source, table_id, batches, max_rows=max_rows)
+        try:
+            require_checked(lake_root, source, table_id, batches, max_rows=max_rows)
+        except DataQualityError as exc:
+            failed[table_id] = quality_failure(table_id, exc)
+            continue
         last_manifest = landing.read_manifest(lake_root, source, table_id, batches[-1])
         location = mirror_location(lake_root, source, table_id)
         batch_paths = [landing.batch_path(lake_root, source, table_id, b) for b in batches]
@@ -113,13 +133,14 @@ def prepare_mirror_plan(
             }
         )
     if not entries:
-        return None
+        return None, failed
     plans = lake_root / STAGING_DIR / PLANS_DIR
     plans.mkdir(parents=True, exist_ok=True)
     plan_path = plans / f"{source}-{plan_id}.json"
-    plan = {"source": source, "lake_root": str(lake_root), "tables": entries, "result_path": str(plans / f"{source}-{plan_id}.result.json")}
+    plan = {"source": source, "lake_root": str(lake_root), "tables": entries, "failed_tables": failed,
+            "result_path": str(plans / f"{source}-{plan_id}.result.json")}
     plan_path.write_text(json.dumps(plan, indent=1))
-    return str(plan_path)
+    return str(plan_path), failed
 
 
 def _group_by_schema(batch_paths: Sequence[Path]) -> list[list[str]]:
@@ -143,12 +164,15 @@ def publish_mirror_plan(plan_path: str | None) -> dict:
     """Verify and publish the mirrors a Spark run staged for ``plan_path``; return a summary.
 
     :param plan_path: what :func:`prepare_mirror_plan` returned (None: nothing to do)
-    :return: ``{"tables": {table_id: {"last_batch_id", "row_count", "batches_applied"}}}``
+    :return: ``{"tables": {table_id: {"last_batch_id", "row_count", "batches_applied",
+        "unavailable_values"}}, "failed_tables": {table_id: reason}}``; ``unavailable_values``
+        counts, per column, the mirror rows whose value Debezium never sent (still null and
+        listed in ``_df_unavailable``)
     :raises MirrorError: when a staged mirror is missing, its row count disagrees, or the
         live mirror moved since the plan was made (another run published)
     """
     if plan_path is None:
-        return {"tables": {}}
+        return {"tables": {}, "failed_tables": {}}
     import pyarrow.parquet as pq
 
     plan = json.loads(Path(plan_path).read_text())
@@ -175,6 +199,7 @@ def publish_mirror_plan(plan_path: str | None) -> dict:
                 f"mirror {source}/{table_id}: the live mirror moved to batch {state and state['last_batch_id']} "
                 f"since the plan (based on {entry['previous_batch_id']}); run the mirror again"
             )
+        unavailable = count_unavailable(files)
         metadata = {
             "source": source,
             "table": table_id,
@@ -182,6 +207,7 @@ def publish_mirror_plan(plan_path: str | None) -> dict:
             "row_count": footer_rows,
             "key_columns": entry["key_columns"],
             "batches_applied": entry["batch_ids"],
+            "unavailable_values": unavailable,
         }
         (staged / MIRROR_METADATA_FILE).write_text(json.dumps(metadata, sort_keys=True))
         try:
@@ -189,8 +215,23 @@ def publish_mirror_plan(plan_path: str | None) -> dict:
         except LakePublishError as exc:
             raise MirrorError(f"mirror {source}/{table_id}: {exc}") from exc
         failpoints.reach(FAILPOINT_ENV, "after_publish", table_id)
-        summary[table_id] = {"last_batch_id": entry["last_batch_id"], "row_count": footer_rows, "batches_applied": len(entry["batch_ids"])}
-    return {"tables": summary}
+        summary[table_id] = {"last_batch_id": entry["last_batch_id"], "row_count": footer_rows,
+                             "batches_applied": len(entry["batch_ids"]), "unavailable_values": unavailable}
+    return {"tables": summary, "failed_tables": dict(plan.get("failed_tables") or {})}
+
+
+def count_unavailable(files: Sequence[Path]) -> dict[str, int]:
+    """Count, per column, the mirror rows listing it in ``_df_unavailable`` (value never sent)."""
+    import pyarrow.parquet as pq
+
+    counts: dict[str, int] = {}
+    for path in files:
+        if landing.UNAVAILABLE not in pq.read_schema(path).names:
+            continue
+        for text in pq.read_table(path, columns=[landing.UNAVAILABLE]).column(0).drop_null().to_pylist():
+            for column in json.loads(text):
+                counts[column] = counts.get(column, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def publish_empty_mirrors(lake_root: Path, source: str, tables: Mapping[str, SourceTable]) -> list[str]:
@@ -238,13 +279,16 @@ def update_mirrors(
 ) -> dict:
     """Plan, run the Spark job (through ``SparkSubmitHook``) and publish; return the summary.
 
+    A table failing its quality checks is not mirrored and is listed in ``failed_tables``;
+    nothing is raised for it (:func:`dagfoundry.cdc.tasks.report_capture_health` fails).
+
     :param conn_id: the Airflow Spark connection (``local[*]`` by default)
     :param conf: extra Spark settings
     """
     from dagfoundry.spark_submit import submit_spark_app
 
-    plan_path = prepare_mirror_plan(lake_root, source, tables, max_rows=max_rows)
+    plan_path, failed = plan_mirrors(lake_root, source, tables, max_rows=max_rows)
     if plan_path is None:
-        return {"tables": {}}
+        return {"tables": {}, "failed_tables": failed}
     submit_spark_app("cdc_mirror", [plan_path], conn_id=conn_id, conf=conf)
     return publish_mirror_plan(plan_path)

@@ -5,7 +5,8 @@ was not truncated), emission sequence numbers are exactly ``0..n-1``, no key col
 null (except on a truncate marker ``t``, which has no key), every operation is one of
 ``c``/``u``/``d``/``r``/``t``, and (optionally) the batch is not
 larger than a limit. A failure raises :class:`~dagfoundry.errors.DataQualityError`
-naming the source, table, batch and figures; the mirror is then not updated.
+naming the source, table, batch and figures; that table's mirror is then not updated
+(the check tasks catch it per table, so the other tables are mirrored).
 
 A batch that passes gets a record under ``_cdc_state/<source>/quality/<table>/``. The
 mirror plan applies only recorded batches and checks any other itself first
@@ -62,6 +63,16 @@ def check_batch(lake_root: Path, source: str, table_id: str, batch_id: int, *, m
     figures = {"rows": rows.num_rows, "ops": manifest.get("ops", {}), "special_values": manifest.get("special_values", {})}
     _write_record(lake_root, source, table_id, batch_id, figures)
     return figures
+
+
+def quality_failure(table_id: str, error: Exception) -> str:
+    """Return the message for a table whose landed batches failed their quality checks."""
+    return (
+        f"table {table_id} is not mirrored: {error}. Its batches stay unmirrored and are checked again "
+        "by the next run; the other tables were mirrored. Fix the cause in the source (e.g. a special "
+        "value in a key column), then run the reset_offsets action (the mirror then rebuilds from a new "
+        "snapshot and ignores the failed batches)"
+    )
 
 
 def _record_path(lake_root: Path, source: str, table_id: str, batch_id: int) -> Path:

@@ -288,9 +288,12 @@ def merge_landed_batches(
     :param delete_mode: ``hard`` deletes rows; ``soft`` sets ``_DF_DELETED``/``_DF_DELETED_AT``
     :param watermark_table: control table; default ``DAGFOUNDRY_CDC_WATERMARKS`` in the target's schema
     :return: ``{"target", "batches", "staged_rows", "merged", "watermark"}`` (JSON-safe, for XCom)
+    :raises dagfoundry.errors.DataQualityError: when a batch to merge fails its quality checks
     """
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
     from snowflake.connector.pandas_tools import write_pandas
+
+    from dagfoundry.cdc.quality import require_checked
 
     pending = landing.list_batches(Path(lake_root), source, table_id)
     result: dict[str, Any] = {"target": target_table, "batches": [], "staged_rows": 0, "merged": {}}
@@ -316,6 +319,8 @@ def merge_landed_batches(
         result["watermark"] = watermark
         if not todo:
             return result
+        # Only batches that passed their quality checks (a failing table's batches wait).
+        require_checked(Path(lake_root), source, table_id, todo)
         rows = read_landed_batches(lake_root, source, table_id, todo)
         _refuse_truncate(rows, target_table, table_id)
         _refuse_unavailable(rows, target_table, table_id)

@@ -4,15 +4,15 @@ A DAG chains them per source (``max_active_runs=1``: two captures of one source 
 run at once)::
 
     capture (embedded)  or  pickup (connect)      -> {"batch_id", "rows_per_table", ...}
-      -> check_quality(capture_summary)           -> {"tables": {...figures...}}
-      -> update_mirror()                          -> {"tables": {table: {"last_batch_id", "row_count"}}}
+      -> check_quality(capture_summary)           -> {"tables": {...figures...}, "failed_tables": {...}}
+      -> update_mirror()                          -> {"tables": {table: {"last_batch_id", "row_count"}}, "failed_tables"}
          (or prepare_mirror -> SparkSubmitOperator(cdc_mirror, [plan]) -> publish_mirror(plan))
 
 UI actions (manual runs with params): :func:`request_resnapshot`, :func:`reset_capture`,
 :func:`decommission_capture` (embedded mode; connect mode uses the Kafka Connect operators
 and :func:`decommission_connector`). The last task, :func:`report_capture_health`, fails the run
-for what must not pass silently (a skipped table, a slot holding too much WAL) after the
-other tables were landed and mirrored.
+for what must not pass silently (a skipped table, a table whose batches failed their quality
+checks, a slot holding too much WAL) after the other tables were landed and mirrored.
 Configuration arrives as frozen dataclasses; secrets come from the Airflow connection
 inside the task and never reach a return value.
 """
@@ -41,34 +41,62 @@ def capture(config: CaptureConfig, lake_root: str, limits: CaptureLimits = Captu
     return capture_embedded(config, Path(lake_root), limits=limits).summary()
 
 
-def pickup(config: CaptureConfig, lake_root: str, sink_dir: str, pattern: str = "**/*.json", settle_seconds: float = 0.0) -> dict:
-    """Land the sink files that are new since the last pickup; return the capture summary."""
+def pickup(
+    config: CaptureConfig,
+    lake_root: str,
+    sink_dir: str,
+    pattern: str = "**/*.json",
+    settle_seconds: float = 0.0,
+    deployed: Mapping | None = None,
+    limits: CaptureLimits = CaptureLimits(),
+) -> dict:
+    """Land the sink files that are new since the last pickup; return the capture summary.
+
+    :param deployed: the deploy task's result (tables it left out or signalled)
+    :param limits: only the slot thresholds (``slot_wal_warn_bytes``, ``slot_wal_fail_bytes``) apply
+    """
     from dagfoundry.cdc.sink_pickup import pickup_sink_files
 
-    result = pickup_sink_files(config, Path(lake_root), Path(sink_dir), pattern=pattern, settle_seconds=settle_seconds)
+    result = pickup_sink_files(
+        config, Path(lake_root), Path(sink_dir), pattern=pattern, settle_seconds=settle_seconds, deployed=deployed,
+        slot_wal_warn_bytes=limits.slot_wal_warn_bytes, slot_wal_fail_bytes=limits.slot_wal_fail_bytes,
+    )
     return result.summary()
 
 
 def check_quality(lake_root: str, source: str, capture_summary: Mapping | None = None, max_rows: int | None = None) -> dict:
-    """Check every landed batch not yet mirrored and not yet checked.
+    """Check every landed batch not yet mirrored and not yet checked; never raise for a table.
 
     Not only the capture's own batches: one landed just before a crash (the run failed
     before its check) is checked by the next run. ``capture_summary`` is accepted for the
     DAG's data dependency; its batches are among those checked.
+
+    A table whose batches fail is reported in ``failed_tables`` (table -> reason) instead of
+    failing the task: its batches get no quality record, so the mirror plan leaves that
+    table alone (and checks it again next run) while the other tables are mirrored, and
+    :func:`report_capture_health` fails the run at its end naming the table.
     """
     from dagfoundry.cdc import landing
     from dagfoundry.cdc.mirror import read_mirror_state
-    from dagfoundry.cdc.quality import require_checked
+    from dagfoundry.cdc.quality import quality_failure, require_checked
+    from dagfoundry.errors import DataQualityError
 
     figures: dict[str, dict] = {}
+    failed: dict[str, str] = {}
     root = Path(lake_root)
     for table_id in landing.list_landed_tables(root, source):
         state = read_mirror_state(root, source, table_id)
         pending = landing.list_batches(root, source, table_id, after=state["last_batch_id"] if state else None)
-        if pending:
+        if not pending:
+            continue
+        try:
             checked = require_checked(root, source, table_id, pending, max_rows=max_rows)
-            figures[table_id] = {"unmirrored_batches": pending, "checked_now": checked}
-    return {"tables": figures}
+        except DataQualityError as exc:
+            failed[table_id] = quality_failure(table_id, exc)
+            log.error("%s", failed[table_id])
+            continue
+        figures[table_id] = {"unmirrored_batches": pending, "checked_now": checked}
+    return {"tables": figures, "failed_tables": failed}
 
 
 def update_mirror(lake_root: str, source: str, tables: Sequence[str] | None = None, conn_id: str = "spark_local") -> dict:
@@ -151,19 +179,40 @@ def decommission_connector(config: CaptureConfig, kafka_connect_conn_id: str, co
     return {**dropped, "connector": config.engine_name, "connector_offsets": message}
 
 
-def report_capture_health(capture_summary: Mapping | None) -> dict:
-    """Fail when the capture skipped tables or its slot retains more WAL than allowed.
+def report_capture_health(
+    capture_summary: Mapping | None, quality_summary: Mapping | None = None, mirror_summary: Mapping | None = None
+) -> dict:
+    """Fail when the capture skipped tables, a table failed its quality checks, or the slot
+    retains more WAL than allowed; warn about values the mirror cannot know.
 
     Runs last, so the other tables were landed and mirrored first.
 
+    :param capture_summary: what ``capture``/``pickup`` returned
+    :param quality_summary: what :func:`check_quality` returned (its ``failed_tables``)
+    :param mirror_summary: what :func:`publish_mirror`/:func:`update_mirror` returned (its
+        ``failed_tables`` and each table's ``unavailable_values``)
     :raises CaptureHealthError: naming every problem and its fix
     """
     summary = dict(capture_summary or {})
     problems = [*(summary.get("skipped_tables") or {}).values()]
+    failed = {**((mirror_summary or {}).get("failed_tables") or {}), **((quality_summary or {}).get("failed_tables") or {})}
+    problems += [failed[t] for t in sorted(failed)]
+    unknown = {t: f["unavailable_values"] for t, f in ((mirror_summary or {}).get("tables") or {}).items()
+               if f.get("unavailable_values")}
+    if unknown:
+        # Not a failure: the values were never sent (TOAST under REPLICA IDENTITY DEFAULT) and
+        # no earlier event holds them; the rows are flagged in _df_unavailable.
+        log.warning(
+            "CDC mirror of %s holds values Debezium never sent (null, listed in _df_unavailable): %s; "
+            "set REPLICA IDENTITY FULL on those tables (capture.replica_identity_full) and re-snapshot them",
+            summary.get("source"), "; ".join(f"{t}: " + ", ".join(f"{c} ({n} rows)" for c, n in sorted(cols.items()))
+                                             for t, cols in sorted(unknown.items())),
+        )
     if summary.get("slot_failure"):
         problems.append(summary["slot_failure"])
-    report = {"skipped_tables": sorted(summary.get("skipped_tables") or {}), "slot": summary.get("slot"),
-              "slot_warning": summary.get("slot_warning"), "special_values": summary.get("special_values") or {}}
+    report = {"skipped_tables": sorted(summary.get("skipped_tables") or {}), "failed_tables": sorted(failed),
+              "slot": summary.get("slot"), "slot_warning": summary.get("slot_warning"),
+              "special_values": summary.get("special_values") or {}, "unavailable_values": unknown}
     if report["special_values"]:
         # Not a failure: the values are kept (text in _df_special), but readers must know.
         log.warning(

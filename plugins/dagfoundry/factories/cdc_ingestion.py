@@ -17,7 +17,8 @@ Errors a retry cannot fix (a table not captured, no signal table) fail the task 
                                                >> check_quality
                                                >> plan_mirror >> spark_mirror >> publish_mirror (Assets)
                                                >> merge_<table> into Snowflake (optional, per table)
-                                               >> capture_health (fails on skipped tables, slot WAL)
+                                               >> capture_health (fails on skipped tables, tables failing
+                                                  their quality checks, slot WAL; warns on unknown TOAST values)
 
 Configuration is turned into the engine's frozen dataclasses at parse time (pure Python);
 connections, the lake root and every heavy import are resolved inside the tasks.
@@ -92,8 +93,7 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
         )
         publish = _publish_mirror(spec.name, config.source, table_ids, plan, ingest_tail)
         quality >> plan >> spark >> publish
-        health = _capture_health(ingest_tail)
-        publish >> health
+        health = _capture_health(ingest_tail, quality, publish)
         if spec.snowflake is not None:
             for merge in _snowflake_merges(spec, config, quality):
                 merge >> health
@@ -238,6 +238,8 @@ def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, A
         config=properties,
         source_conn_id=config.conn_id,
         kafka_connect_conn_id=connect.conn_id,
+        # Tables without a replica identity stay out of the publication, as in embedded mode.
+        capture_config=config,
         trigger_rule=NONE_FAILED,
     )
     running = ConnectorRunningSensor(
@@ -250,15 +252,21 @@ def _ingest_tasks(spec: CdcIngestionSpec, config: CaptureConfig) -> tuple[Any, A
         deferrable=connect.deferrable if connect.deferrable is not None else default_deferrable(),
     )
 
+    limits = spec.capture
+
     @task(task_id="pickup_sink_files")
-    def pickup_sink_files() -> dict:
+    def pickup_sink_files(deployed: dict | None = None) -> dict:
+        from dagfoundry.cdc.embedded_capture import CaptureLimits
         from dagfoundry.cdc.tasks import pickup
         from dagfoundry.settings import lake_root
 
-        return pickup(config, str(lake_root()), connect.sink_dir)
+        bounds = CaptureLimits(slot_wal_warn_bytes=limits.slot_wal_warn, slot_wal_fail_bytes=limits.slot_wal_fail)
+        return pickup(config, str(lake_root()), connect.sink_dir, deployed=deployed, limits=bounds)
 
-    picked = pickup_sink_files()
-    deploy >> running >> picked
+    deployed: Any = deploy.output
+    picked = pickup_sink_files(deployed)
+    running >> picked
+    deploy >> running
     return deploy, picked
 
 
@@ -312,20 +320,22 @@ def _publish_mirror(dag_id: str, source: str, table_ids: list[str], plan: Any, c
             extra = {k: v for k, v in figures.items() if isinstance(v, int | str)}
             if slot.get("retained_wal_bytes") is not None:
                 extra["slot_retained_wal_bytes"] = slot["retained_wal_bytes"]
+            extra["unavailable_values"] = sum((figures.get("unavailable_values") or {}).values())
             emit_published(outlet_events, dag_id, mirror_asset_name(source, table_id), extra)
         return result
 
     return publish_mirror(plan, capture_summary)
 
 
-def _capture_health(capture_summary: Any) -> Any:
+def _capture_health(capture_summary: Any, quality_summary: Any, mirror_summary: Any) -> Any:
+    # publish_mirror is skipped when nothing was planned: its summary is then None.
     @task(task_id="capture_health", trigger_rule="none_failed")
-    def capture_health(summary: dict | None = None) -> dict:
+    def capture_health(summary: dict | None = None, quality: dict | None = None, mirror: dict | None = None) -> dict:
         from dagfoundry.cdc.tasks import report_capture_health
 
-        return report_capture_health(summary)
+        return report_capture_health(summary, quality, mirror)
 
-    return capture_health(capture_summary)
+    return capture_health(capture_summary, quality_summary, mirror_summary)
 
 
 def _snowflake_merges(spec: CdcIngestionSpec, config: CaptureConfig, upstream: Any) -> list[Any]:

@@ -23,6 +23,8 @@ from dagfoundry.hooks.debezium_connect import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from dagfoundry.cdc.connector_config import CaptureConfig
+
 _Execute = TypeVar("_Execute", bound=Callable[..., Any])
 
 
@@ -96,7 +98,13 @@ class DebeziumConnectorDeployOperator(_ConnectorOperator):
     :param config: flat Debezium connector config including ``connector.class`` (templated)
     :param source_conn_id: Airflow connection of the source PostgreSQL, or None
     :param validate_first: call ``PUT /connector-plugins/{class}/config/validate`` first
-    :return: (XCom) ``{"connector": name, "created": bool}``
+    :param capture_config: the CDC capture this connector runs; when given, its tables are
+        decided and its publication managed before the deploy as in embedded mode
+        (:mod:`dagfoundry.cdc.connect_tables`): a table without a replica identity stays out
+        of the publication and ``table.include.list``, and a table joining later is signalled
+        for an incremental snapshot
+    :return: (XCom) ``{"connector": name, "created": bool}``, plus with ``capture_config``
+        ``captured``, ``skipped_tables``, ``snapshot_requested``, ``publication`` and ``signal_ids``
     """
 
     template_fields = ("connector_name", "config")
@@ -108,22 +116,52 @@ class DebeziumConnectorDeployOperator(_ConnectorOperator):
         config: dict[str, Any],
         source_conn_id: str | None = None,
         validate_first: bool = True,
+        capture_config: CaptureConfig | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.source_conn_id = source_conn_id
         self.validate_first = validate_first
+        self.capture_config = capture_config
 
     @fails_at_once_on_client_errors
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate and upsert the connector; return whether it was created."""
         config = self.complete_config()
+        decided = None
+        if self.capture_config is not None:
+            config, *decided = self._decide_tables(config)
         self.log.info("Deploying connector %r: %s", self.connector_name, redact(config))
         if self.validate_first:
             self.hook.validate_config(self.connector_name, config)
         created = self.hook.upsert_connector(self.connector_name, config)
-        return {"connector": self.connector_name, "created": created}
+        result: dict[str, Any] = {"connector": self.connector_name, "created": created}
+        if decided and self.capture_config is not None:
+            from dagfoundry.cdc.connect_tables import request_snapshots
+
+            tables, connection = decided
+            # After the update, so the connector that reads the signal includes the tables.
+            result.update(tables.summary(), signal_ids=request_snapshots(self.capture_config, connection, tables))
+            for problem in sorted(tables.skipped.values()):
+                self.log.error("%s", problem)
+        return result
+
+    def _decide_tables(self, config: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+        """Apply the replica-identity gate and sync the publication; return the restricted config."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from dagfoundry.cdc.connect_tables import ConnectTablesError, prepare_connect_tables, restricted_properties
+        from dagfoundry.cdc.connector_config import SourceConnection
+
+        capture = self.capture_config
+        assert capture is not None
+        connection = SourceConnection.from_airflow(self.source_conn_id or capture.conn_id, capture.database)
+        try:
+            tables = prepare_connect_tables(capture, connection, self.hook.get_config(self.connector_name))
+        except ConnectTablesError as exc:  # ownership, no capturable table, no signal table: a retry changes nothing
+            raise AirflowFailException(str(exc)) from exc
+        return restricted_properties(config, capture, tables), tables, connection
 
     def complete_config(self) -> dict[str, Any]:
         """Return the config with the source credentials filled in from ``source_conn_id``."""

@@ -29,6 +29,7 @@ def main(job_path: str) -> int:
         signal_table=job.get("signal_table"),
         heartbeat_interval_ms=job.get("heartbeat_interval_ms", 1000),
         extra_properties=tuple(job.get("extra_properties", {}).items()),
+        replica_identity_full=job.get("replica_identity_full", False),
     )
     connection = SourceConnection("127.0.0.1", 5432, job["dbname"], job.get("user", "postgres"))
     after_landing = (lambda: os._exit(17)) if job.get("fault") == "after_landing" else None

@@ -3,7 +3,8 @@
 Usage: ``python mirror_runner.py <lake_root> <source>``. Tests arm a fail point through
 ``DAGFOUNDRY_CDC_MIRROR_FAILPOINT`` in the child's environment to kill the step mid-way.
 Exit codes: 0 published (summary JSON on the last stdout line), 3 the update raised
-(message on stderr), -9 killed by a fail point in this process.
+(message on stderr), 4 a table was left unmirrored by its quality checks (``failed_tables``),
+-9 killed by a fail point in this process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def main(lake_root: str, source: str) -> int:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 3
     print(json.dumps(summary), flush=True)
+    if summary.get("failed_tables"):  # a table left unmirrored by its quality checks
+        print(f"tables not mirrored: {summary['failed_tables']}", file=sys.stderr, flush=True)
+        return 4
     return 0
 
 

@@ -7,7 +7,9 @@
   UPDATE keeps working), is reported with its fix, refuses a re-snapshot, and is snapshotted
   once it has ``REPLICA IDENTITY FULL``;
 - a table added to the capture later gets a snapshot of its existing rows;
-- TRUNCATE empties that table's mirror, the other tables go on;
+- TRUNCATE empties that table's mirror, the other tables go on; a re-snapshot of it works;
+- a table whose batch fails its quality checks (a special value in its key) is not mirrored,
+  the other table is, and the run fails at its end naming the table;
 - each run reports the slot's retained WAL; decommissioning drops slot and publication.
 """
 
@@ -24,7 +26,13 @@ from dagfoundry.cdc import landing
 from dagfoundry.cdc.connector_config import CaptureConfig, CapturedTable, SourceConnection
 from dagfoundry.cdc.mirror import update_mirrors
 from dagfoundry.cdc.signals import SignalError
-from dagfoundry.cdc.tasks import CaptureHealthError, decommission_capture, report_capture_health, request_resnapshot
+from dagfoundry.cdc.tasks import (
+    CaptureHealthError,
+    check_quality,
+    decommission_capture,
+    report_capture_health,
+    request_resnapshot,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -152,6 +160,13 @@ def test_capture_operations_keep_every_mirror_equal_to_source(ops, source_sql):
     _assert_mirrors_equal_source(ops, source_sql, all_tables, "after streaming, TRUNCATE and new tables")
     assert set(_mirror_rows(ops["lake_root"], "public.truncme")) == {(1001,), (1002,)}
 
+    # A re-snapshot of the truncated table works: its rows arrive again as reads.
+    request_resnapshot(_config(all_tables), ["public.truncme"], connection=ops["connection"])
+    resnapshot = _capture_until_idle(ops, all_tables)
+    assert sum(r["rows_per_table"].get("public.truncme", 0) for r in resnapshot) >= 2, resnapshot
+    _assert_mirrors_equal_source(ops, source_sql, all_tables, "after a re-snapshot of the truncated table")
+    assert set(_mirror_rows(ops["lake_root"], "public.truncme")) == {(1001,), (1002,)}
+
     # Decommissioning drops the slot and the publication.
     result = decommission_capture(_config(all_tables), str(ops["lake_root"]), connection=ops["connection"])
     assert result["slot_dropped"] and result["publication_dropped"]
@@ -216,3 +231,38 @@ def test_cli_lists_orphaned_slots_and_drops_only_those(cdc_database, source_sql,
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
         "slot": orphan, "slot_dropped": True, "publication": orphan, "publication_dropped": True}
     assert not source_sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (orphan,), fetch=True)
+
+
+def test_a_table_failing_its_quality_checks_does_not_stop_the_others(ops, source_sql):
+    import pyarrow.parquet as pq
+
+    from dagfoundry.cdc.mirror import read_mirror_state
+
+    source = f"badkey_{uuid.uuid4().hex[:8]}"
+    # 'infinity' has no lake date: it lands as a null key, which fails the quality check.
+    source_sql("CREATE TABLE public.datekey (d date PRIMARY KEY, v text);"
+               "INSERT INTO datekey VALUES ('2020-01-01', 'a'), ('infinity', 'inf');"
+               "CREATE TABLE public.fine (id int PRIMARY KEY, v text);"
+               "INSERT INTO fine SELECT g, 'f ' || g FROM generate_series(1, 30) g")
+    KEYS["public.datekey"], KEYS["public.fine"] = ("d",), ("id",)
+    job = {**_job(ops, ["public.datekey", "public.fine"]), "source": source}
+    try:
+        for run in range(2):
+            code, summary, err = run_capture(job, ops["workdir"])
+            assert code == 0, f"run {run}: one bad value must not stop the capture: {err[-2000:]}"
+            quality = check_quality(str(ops["lake_root"]), source, summary)
+            assert set(quality["failed_tables"]) == {"public.datekey"}, quality
+            assert "null key column 'd'" in quality["failed_tables"]["public.datekey"]
+            mirrored = update_mirrors(ops["lake_root"], source, conf={"spark.sql.shuffle.partitions": "2"})
+            assert set(mirrored["failed_tables"]) == {"public.datekey"}
+            rows = pq.read_table(ops["lake_root"] / "mirror" / source / "public.fine").to_pylist()
+            expected = dict(source_sql("SELECT id, v FROM fine", fetch=True))
+            assert {r["id"]: r["v"] for r in rows} == expected, f"run {run}: the good table is not mirrored equal to the source"
+            assert read_mirror_state(ops["lake_root"], source, "public.datekey") is None, "a failing batch was mirrored"
+            with pytest.raises(CaptureHealthError, match=r"public.datekey is not mirrored: .*null key column 'd'"):
+                report_capture_health(summary, quality, mirrored)
+            source_sql("INSERT INTO fine VALUES (100 + %s, 'next run')", (run,))  # the good table goes on
+    finally:
+        source_sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                   (f"dagfoundry_{source}",))
+        source_sql(f"DROP PUBLICATION IF EXISTS dagfoundry_{source}")

@@ -180,6 +180,17 @@ def test_unsent_toast_values_are_refused_not_overwritten_with_null(snowflake, tm
     assert rows() == [(1, "ann", Decimal("10.00"))]
 
 
+def test_a_batch_failing_its_quality_checks_is_not_merged(snowflake, tmp_path):
+    from dagfoundry.errors import DataQualityError
+
+    land(tmp_path, 1, [("c", 1, "ann", "10.00", 1)])
+    merge(tmp_path)
+    land(tmp_path, 2, [("c", None, "no key", "1.00", 2), ("c", 2, "bob", "2.00", 3)])  # e.g. a special value in the key
+    with pytest.raises(DataQualityError, match="public.orders batch 2: 1 of 2 rows have a null key column 'id'"):
+        merge(tmp_path)
+    assert rows() == [(1, "ann", Decimal("10.00"))], "nothing of the failing batch reached Snowflake"
+
+
 def test_hostile_names_are_rejected_before_any_sql(tmp_path):
     schema = pa.schema([("id", pa.int64()), *[(c, pa.int64()) for c in landing.METADATA_COLUMNS]])
     with pytest.raises(SnowflakeMergeError, match="not a plain Snowflake identifier"):

@@ -3,7 +3,9 @@
 - TOAST: under the default replica identity an UPDATE that leaves a large (out-of-line
   TOASTed) value unchanged sends ``__debezium_unavailable_value``; the mirror keeps the
   key's previous value (from the mirror or from an earlier event of the same batches) and
-  flags the value as unknown when there is none (an UPDATE of the key).
+  flags the value as unknown when there is none (an UPDATE of the key); the mirror result
+  counts the unknown values. With ``replica_identity_full`` the capture sets ``REPLICA
+  IDENTITY FULL`` and nothing is unknown, not even after a key change.
 - ``ADD COLUMN ... DEFAULT``: rows untouched since the ALTER get the default in the mirror
   (the capture re-snapshots the table).
 - A column widened (int -> bigint) between two batches that are mirrored together (the
@@ -33,11 +35,13 @@ from dagfoundry.cdc.mirror import read_mirror_state, update_mirrors
 pytestmark = pytest.mark.integration
 
 #: slot names are cluster-wide: this module's prefixes (branch and test), unique per run
-SLOT_PREFIXES = ("dagfoundry_cdcfix_toast_", "dagfoundry_cdcfix_schema_", "dagfoundry_cdcfix_kill_", "dagfoundry_cdcfix_nulls_")
+SLOT_PREFIXES = ("dagfoundry_cdcfix_toast_", "dagfoundry_cdcfix_schema_", "dagfoundry_cdcfix_kill_", "dagfoundry_cdcfix_nulls_",
+                 "dagfoundry_cdcfix_full_")
 SOURCE = f"cdcfix_toast_{uuid.uuid4().hex[:8]}"
 SCHEMA_SOURCE = f"cdcfix_schema_{uuid.uuid4().hex[:8]}"
 KILL_SOURCE = f"cdcfix_kill_{uuid.uuid4().hex[:8]}"
 NULLS_SOURCE = f"cdcfix_nulls_{uuid.uuid4().hex[:8]}"
+FULL_SOURCE = f"cdcfix_full_{uuid.uuid4().hex[:8]}"
 SIGNAL_TABLE = "public.dagfoundry_cdc_signal"
 TOAST_COLUMNS = ("body", "doc", "blob", "tags")
 
@@ -61,22 +65,23 @@ def lake(cdc_database, source_sql, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cdc-toast")
     yield {"workdir": workdir, "lake_root": workdir / "lake", "dbname": cdc_database}
     for slot in (f"dagfoundry_{SOURCE}", f"dagfoundry_{SCHEMA_SOURCE}", f"dagfoundry_{KILL_SOURCE}",
-                 f"dagfoundry_{NULLS_SOURCE}"):
+                 f"dagfoundry_{NULLS_SOURCE}", f"dagfoundry_{FULL_SOURCE}"):
         source_sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s AND active", (slot,))
         source_sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
 
 
-def _capture(lake, tables: list[str], source: str = SOURCE) -> dict:
+def _capture(lake, tables: list[str], source: str = SOURCE, replica_identity_full: bool = False) -> dict:
     job = {"source": source, "dbname": lake["dbname"], "lake_root": str(lake["lake_root"]),
            "signal_table": SIGNAL_TABLE if source in (SCHEMA_SOURCE, KILL_SOURCE, NULLS_SOURCE) else None,
-           "tables": [[*t.split("."), ["id"]] for t in tables], "limits": {"idle_seconds": 3, "max_seconds": 120}}
+           "tables": [[*t.split("."), ["id"]] for t in tables], "limits": {"idle_seconds": 3, "max_seconds": 120},
+           "replica_identity_full": replica_identity_full}
     code, summary, err = run_capture(job, lake["workdir"])
     assert code == 0, f"capture failed ({code}): {err[-3000:]}"
     return summary
 
 
-def _capture_and_mirror(lake, tables: list[str], source: str = SOURCE) -> dict:
-    summary = _capture(lake, tables, source)
+def _capture_and_mirror(lake, tables: list[str], source: str = SOURCE, replica_identity_full: bool = False) -> dict:
+    summary = _capture(lake, tables, source, replica_identity_full)
     update_mirrors(lake["lake_root"], source, conf={"spark.sql.shuffle.partitions": "2"})
     return summary
 
@@ -134,6 +139,8 @@ def test_unchanged_toasted_values_are_carried_forward(lake, source_sql):
     # The key changed: no earlier event of key 10 holds the values; flagged, not invented.
     assert mirror[10]["n"] == source[10]["n"] and all(mirror[10][c] is None for c in TOAST_COLUMNS)
     assert sorted(json.loads(mirror[10]["_df_unavailable"])) == sorted(TOAST_COLUMNS)
+    # Counted in the mirror result (capture_health warns about them, naming table and columns).
+    assert read_mirror_state(lake["lake_root"], SOURCE, "public.docs")["unavailable_values"] == dict.fromkeys(TOAST_COLUMNS, 1)
     reference = reference_mirror(lake["lake_root"], SOURCE, "public.docs")
     assert {k[0]: _comparable(v) for k, v in reference.items()} == {k: _comparable(v) for k, v in mirror.items()}
 
@@ -149,6 +156,32 @@ def test_unchanged_toasted_values_are_carried_forward(lake, source_sql):
     _capture_and_mirror(lake, ["public.docs"])
     mirror = _mirror(lake, "public.docs")
     assert _comparable(mirror[10]) == _source_docs(source_sql)[10] and mirror[10]["_df_unavailable"] is None
+    assert read_mirror_state(lake["lake_root"], SOURCE, "public.docs")["unavailable_values"] == {}
+
+
+def test_replica_identity_full_sends_unchanged_toasted_values(lake, source_sql):
+    """``capture.replica_identity_full``: the capture sets FULL, so nothing is unknown, even after a key change."""
+    rng = random.Random(11)
+    source_sql("CREATE TABLE public.full_docs (id int PRIMARY KEY, n int, body text, doc jsonb, blob bytea, tags text[])")
+    for key in (1, 2):
+        source_sql("INSERT INTO public.full_docs VALUES (%s, 0, %s, %s, %s, %s)", (key, *_big_values(rng)))
+    assert source_sql("SELECT relreplident FROM pg_class WHERE oid = 'public.full_docs'::regclass", fetch=True) == [("d",)]
+    _capture_and_mirror(lake, ["public.full_docs"], FULL_SOURCE, replica_identity_full=True)
+    assert source_sql("SELECT relreplident FROM pg_class WHERE oid = 'public.full_docs'::regclass", fetch=True) == [("f",)]
+
+    source_sql("UPDATE public.full_docs SET n = n + 1")  # the TOASTed columns are left alone
+    source_sql("UPDATE public.full_docs SET id = 10 WHERE id = 1")  # a key change: no history under key 10
+    summary = _capture_and_mirror(lake, ["public.full_docs"], FULL_SOURCE, replica_identity_full=True)
+    manifest = landing.read_manifest(lake["lake_root"], FULL_SOURCE, "public.full_docs", summary["batch_id"])
+    assert not manifest.get("unavailable_values"), f"Debezium left values out under REPLICA IDENTITY FULL: {manifest}"
+    rows = source_sql("SELECT id, n, body, doc::text, blob, tags FROM public.full_docs", fetch=True)
+    source = {r[0]: {"id": r[0], "n": r[1], "body": r[2], "doc": json.loads(r[3]), "blob": bytes(r[4]), "tags": r[5]} for r in rows}
+    mirror = _mirror(lake, "public.full_docs", FULL_SOURCE)
+    assert sorted(mirror) == sorted(source) == [2, 10]
+    for key, row in mirror.items():
+        assert _comparable(row) == source[key], f"row {key}: a TOASTed value was lost under REPLICA IDENTITY FULL"
+        assert row["_df_unavailable"] is None
+    assert read_mirror_state(lake["lake_root"], FULL_SOURCE, "public.full_docs")["unavailable_values"] == {}
 
 
 def _evolving(sql, table_id: str = "public.evolving") -> dict[int, dict]:

@@ -38,7 +38,7 @@ def test_connect_properties_share_the_generator_without_engine_settings():
     props = debezium_properties(CONFIG, CONN, mode="connect")
     assert props["connector.class"].endswith("PostgresConnector") and props["tasks.max"] == "1"
     assert "offset.storage" not in props and props["topic.prefix"] == "shop"
-    assert props["publication.autocreate.mode"] == "filtered"
+    assert props["publication.autocreate.mode"] == "disabled"  # the deploy manages the publication
     assert props["value.converter.replace.null.with.default"] == "false"
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
 from dagfoundry.cdc import landing
-from dagfoundry.cdc.mirror import prepare_mirror_plan
+from dagfoundry.cdc.mirror import plan_mirrors, prepare_mirror_plan
 from dagfoundry.cdc.quality import check_batches, passed
 from dagfoundry.cdc.sink_pickup import new_sink_files
+from dagfoundry.cdc.tasks import CaptureHealthError, check_quality, report_capture_health
 from dagfoundry.errors import DataQualityError
 
 
@@ -73,9 +77,29 @@ def test_batch_landed_before_a_crash_is_checked_before_it_is_mirrored(tmp_path):
     check_batches(tmp_path, "shop", [1])
     landing.write_batch(tmp_path, "shop", "public.a", 2, batch([3, None], 2), ("id",))
     assert passed(tmp_path, "shop", "public.a", 1) and not passed(tmp_path, "shop", "public.a", 2)
-    with pytest.raises(DataQualityError, match="batch 2: 1 of 2 rows have a null key"):
-        prepare_mirror_plan(tmp_path, "shop")
+    plan, failed = plan_mirrors(tmp_path, "shop")
+    assert plan is None and "batch 2: 1 of 2 rows have a null key" in failed["public.a"]
     assert not passed(tmp_path, "shop", "public.a", 2)
+
+
+def test_a_failing_table_is_left_out_and_the_others_are_planned(tmp_path):
+    landing.write_batch(tmp_path, "shop", "public.a", 1, batch([1, None], 1), ("id",))
+    landing.write_batch(tmp_path, "shop", "public.b", 1, batch([1, 2], 1), ("id",))
+    quality = check_quality(str(tmp_path), "shop")
+    assert set(quality["tables"]) == {"public.b"} and set(quality["failed_tables"]) == {"public.a"}
+    plan_path, failed = plan_mirrors(tmp_path, "shop")
+    plan = json.loads(Path(plan_path).read_text())
+    assert [t["table_id"] for t in plan["tables"]] == ["public.b"] and plan["failed_tables"] == failed
+    assert "public.a is not mirrored" in failed["public.a"] and "reset_offsets" in failed["public.a"]
+    with pytest.raises(CaptureHealthError, match=r"public.a is not mirrored: CDC batch check failed for shop/public.a batch 1"):
+        report_capture_health({"source": "shop"}, quality, {"tables": {}, "failed_tables": failed})
+
+
+def test_unknown_toast_values_are_reported_without_failing(caplog):
+    mirror = {"tables": {"public.a": {"unavailable_values": {"body": 3}}, "public.b": {"unavailable_values": {}}}}
+    report = report_capture_health({"source": "shop"}, {"tables": {}, "failed_tables": {}}, mirror)
+    assert report["unavailable_values"] == {"public.a": {"body": 3}}
+    assert "public.a: body (3 rows)" in caplog.text and "REPLICA IDENTITY FULL" in caplog.text
 
 
 def test_unchecked_good_batch_is_checked_by_the_mirror_plan(tmp_path):

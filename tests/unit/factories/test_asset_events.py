@@ -33,13 +33,14 @@ def test_a_one_table_mirror_publish_emits_only_that_tables_event(load, monkeypat
     import dagfoundry.cdc.tasks
 
     dag = build_dag(load(CDC))
-    published = {"tables": {"public.orders": {"last_batch_id": 7, "row_count": 120, "batches_applied": 1}}}
+    published = {"tables": {"public.orders": {"last_batch_id": 7, "row_count": 120, "batches_applied": 1,
+                                              "unavailable_values": {"body": 2}}}}
     monkeypatch.setattr(dagfoundry.cdc.tasks, "publish_mirror", lambda plan: published)
     events = OutletEventAccessors()
     dag.get_task("publish_mirror").python_callable("plan.json", {"slot": {"retained_wal_bytes": 4096}}, events)
     assert emitted(events) == {
         "lake.mirror.shop.public.orders": {"last_batch_id": 7, "row_count": 120, "batches_applied": 1,
-                                           "slot_retained_wal_bytes": 4096}
+                                           "slot_retained_wal_bytes": 4096, "unavailable_values": 2}
     }
 
 

@@ -36,7 +36,8 @@ def test_drop_slot_ends_the_run_and_health_is_checked_last(load, upstream):
     dag = build_dag(load(BASE))
     assert upstream(dag, "drop_slot") == {"choose_action"}
     assert not dag.get_task("drop_slot").downstream_task_ids, "nothing may capture (and recreate the slot) after drop_slot"
-    assert upstream(dag, "capture_health") == {"capture", "publish_mirror"}
+    # check_quality: a table failing its checks is named there and fails the run at its end
+    assert upstream(dag, "capture_health") == {"capture", "check_quality", "publish_mirror"}
     assert dag.get_task("capture_health").trigger_rule == "none_failed"
     assert "drop_slot" in dag.params.get_param("action").schema["enum"]
 
@@ -51,10 +52,13 @@ def test_connect_mode_deploys_waits_and_picks_up_sink_files(load, upstream):
     dag = build_dag(load(text))
     assert "capture" not in dag.task_ids
     assert upstream(dag, "connector_running") == {"deploy_connector"}
-    assert upstream(dag, "pickup_sink_files") == {"connector_running"}
+    # the deploy's table decisions (tables without a replica identity left out) reach the summary
+    assert upstream(dag, "pickup_sink_files") == {"connector_running", "deploy_connector"}
+    assert dag.get_task("deploy_connector").capture_config.publication == "dagfoundry_orders_cdc"
     assert upstream(dag, "deploy_connector") >= {"choose_action", "restart_connector"}
     config = dag.get_task("deploy_connector").config
     assert config["slot.name"] == "dagfoundry_orders_cdc" and config["plugin.name"] == "pgoutput"
+    assert config["publication.autocreate.mode"] == "disabled", "the deploy manages the publication"
     assert not any(key.startswith("database.password") for key in config), "secrets are filled in at run time"
 
 
