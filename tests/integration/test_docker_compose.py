@@ -276,3 +276,21 @@ def test_cdc_runs_embedded_outside_the_stack():
     assert shop.mode == "embedded" and shop.connect is None
     written = yaml.safe_load((ROOT / "dag_configs" / "cdc" / "shop.yaml").read_text())
     assert "mode" not in written and "connect" not in written, "the spec itself must not fix the mode"
+
+
+def test_the_lake_jobs_run_on_the_stacks_spark_cluster_and_embedded_outside_it(services, monkeypatch):
+    from dagfoundry.specs.loading import SpecLoader, find_spec_files
+
+    def engines() -> dict[str, str]:
+        result = SpecLoader(ROOT / "dag_configs").load_all(find_spec_files(ROOT / "dag_configs"))
+        assert not result.errors, result.errors
+        return {s.spec.name: s.spec.engine for s in result.specs if hasattr(s.spec, "engine")}
+
+    monkeypatch.delenv("DAGFOUNDRY_LAKE_ENGINE", raising=False)
+    outside = engines()
+    assert set(outside) == {"orders_events_compaction", "customer_order_features"}
+    assert set(outside.values()) == {"duckdb"}
+    for name in [*AIRFLOW_COMMANDS, "airflow-init"]:
+        assert services[name]["environment"]["DAGFOUNDRY_LAKE_ENGINE"] == "spark", name
+    monkeypatch.setenv("DAGFOUNDRY_LAKE_ENGINE", services["airflow-worker"]["environment"]["DAGFOUNDRY_LAKE_ENGINE"])
+    assert set(engines().values()) == {"spark"}
