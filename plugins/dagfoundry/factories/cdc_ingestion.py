@@ -331,9 +331,14 @@ def _capture_health(capture_summary: Any, quality_summary: Any, mirror_summary: 
     # publish_mirror is skipped when nothing was planned: its summary is then None.
     @task(task_id="capture_health", trigger_rule="none_failed")
     def capture_health(summary: dict | None = None, quality: dict | None = None, mirror: dict | None = None) -> dict:
-        from dagfoundry.cdc.tasks import report_capture_health
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return report_capture_health(summary, quality, mirror)
+        from dagfoundry.cdc.tasks import CaptureHealthError, report_capture_health
+
+        try:
+            return report_capture_health(summary, quality, mirror)
+        except CaptureHealthError as exc:  # judged on this run's results: a retry would say the same
+            raise AirflowFailException(str(exc)) from exc
 
     return capture_health(capture_summary, quality_summary, mirror_summary)
 
