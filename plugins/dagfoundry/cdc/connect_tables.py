@@ -65,11 +65,8 @@ def prepare_connect_tables(
     :raises ConnectTablesError: when no table can be captured, a table captured now needs a
         snapshot and there is no signal table, or the publication cannot be changed
     """
-    import psycopg2
-
-    from dagfoundry.cdc.publication import sync_publication
-    from dagfoundry.cdc.replica_identity import set_full_identity, uncapturable_tables
-    from dagfoundry.cdc.signals import ensure_signal_table
+    from dagfoundry.cdc.publication import prepare_source
+    from dagfoundry.cdc.replica_identity import uncapturable_tables
 
     ids = [t.table_id for t in config.tables]
     skipped = uncapturable_tables(connection, ids, full_identity_is_set=config.replica_identity_full)
@@ -83,19 +80,11 @@ def prepare_connect_tables(
             f"connector {config.engine_name!r}: tables {', '.join(to_snapshot)} join the connector now and there is no "
             "signal table to snapshot their existing rows; set capture.signal_table, or run the reset_offsets action"
         )
-    if config.signal_table:
-        ensure_signal_table(connection, config.signal_table)
-    if config.replica_identity_full:
-        set_full_identity(connection, captured)
-    members = [*captured, *([config.signal_table] if config.signal_table else [])]
-    try:
-        changes = sync_publication(connection, config.publication, members)
-    except psycopg2.Error as exc:
-        raise ConnectTablesError(
-            f"connector {config.engine_name!r}: cannot create or update publication {config.publication!r} for "
-            f"{', '.join(members)}: {str(exc).strip()}. The source user must own these tables, or a superuser creates "
-            "the publication once with exactly these tables"
-        ) from exc
+    changes = prepare_source(
+        connection, captured, publication=config.publication, signal_table=config.signal_table,
+        replica_identity_full=config.replica_identity_full, subject=f"connector {config.engine_name!r}",
+        error=ConnectTablesError,
+    )
     return ConnectTables(captured, skipped, to_snapshot, changes)
 
 

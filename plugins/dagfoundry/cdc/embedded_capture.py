@@ -219,29 +219,16 @@ def _prepare_tables(config: CaptureConfig, connection: SourceConnection, lake_ro
     :return: the configuration restricted to the captured tables, and the decision
     """
     from dagfoundry.cdc.capture_tables import move_floor_for_new_snapshot, plan_capture_tables
-    from dagfoundry.cdc.publication import sync_publication
-    from dagfoundry.cdc.replica_identity import set_full_identity
-    from dagfoundry.cdc.signals import ensure_signal_table
+    from dagfoundry.cdc.publication import prepare_source
 
     tables = plan_capture_tables(config, connection, lake_root, offsets_exist=offsets_exist)
     if not tables.captured:
         raise CaptureError(f"capture {config.source!r}: no table can be captured: " + "; ".join(tables.skipped.values()))
     run_config = dataclasses.replace(config, tables=tuple(t for t in config.tables if t.table_id in tables.captured))
-    if config.signal_table:
-        ensure_signal_table(connection, config.signal_table)
-    if config.replica_identity_full:
-        set_full_identity(connection, tables.captured)
-    members = [*tables.captured, *([config.signal_table] if config.signal_table else [])]
-    import psycopg2
-
-    try:
-        changes = sync_publication(connection, run_config.publication, members)
-    except psycopg2.Error as exc:
-        raise CaptureError(
-            f"capture {config.source!r}: cannot create or update publication {run_config.publication!r} "
-            f"for {', '.join(members)}: {str(exc).strip()}. The capture's user must own these tables, or a "
-            "superuser creates the publication once with exactly these tables"
-        ) from exc
+    changes = prepare_source(
+        connection, tables.captured, publication=run_config.publication, signal_table=config.signal_table,
+        replica_identity_full=config.replica_identity_full, subject=f"capture {config.source!r}", error=CaptureError,
+    )
     if changes["added"] or changes["removed"]:
         log.info("CDC capture %s: publication %s %s", config.source, run_config.publication, changes)
     if tables.initial_snapshot:

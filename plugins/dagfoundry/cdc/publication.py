@@ -1,4 +1,4 @@
-"""The capture's publication, managed by the project (embedded mode).
+"""The capture's publication, managed by the project (both modes).
 
 Debezium's ``publication.autocreate.mode=filtered`` adds every table of
 ``table.include.list`` on its own. The project manages the publication instead
@@ -15,6 +15,45 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dagfoundry.cdc.connector_config import SourceConnection
+    from dagfoundry.errors import DagfoundryError
+
+
+def prepare_source(
+    connection: SourceConnection,
+    captured: Sequence[str],
+    *,
+    publication: str,
+    signal_table: str | None,
+    replica_identity_full: bool,
+    subject: str,
+    error: type[DagfoundryError],
+) -> dict[str, list[str]]:
+    """Make the source ready to capture ``captured`` (either mode): the signal table, REPLICA
+    IDENTITY FULL when the spec asks, and the publication holding exactly these tables plus the
+    signal table.
+
+    :param subject: who prepares, for messages (``capture 'shop'``, ``connector 'shop-cdc'``)
+    :param error: the caller's exception type, raised when the publication cannot be changed
+    :return: the publication's changes (:func:`sync_publication`)
+    """
+    import psycopg2
+
+    from dagfoundry.cdc.replica_identity import set_full_identity
+    from dagfoundry.cdc.signals import ensure_signal_table
+
+    if signal_table:
+        ensure_signal_table(connection, signal_table)
+    if replica_identity_full:
+        set_full_identity(connection, captured)
+    members = [*captured, *([signal_table] if signal_table else [])]
+    try:
+        return sync_publication(connection, publication, members)
+    except psycopg2.Error as exc:
+        raise error(
+            f"{subject}: cannot create or update publication {publication!r} for {', '.join(members)}: "
+            f"{str(exc).strip()}. The source user must own these tables, or a superuser creates the publication "
+            "once with exactly these tables"
+        ) from exc
 
 
 def _quoted(table_id: str) -> str:
