@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dagfoundry.errors import DagfoundryError
 from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect, sql_literal
 
 #: pyarrow's names for the spec's compression codecs.
@@ -35,7 +36,7 @@ _CODECS = {"snappy": "snappy", "zstd": "zstd", "gzip": "gzip", "lz4": "lz4", "no
 _BATCH_ROWS = 65_536
 
 
-class UnsupportedByEngineError(Exception):
+class UnsupportedByEngineError(DagfoundryError):
     """The embedded engine cannot rewrite these files without changing them; Spark can."""
 
 
