@@ -154,6 +154,7 @@ def stage_plan(plan: CompactionPlan, settings: CompactionSettings) -> list[str]:
                 "version": plan.version,
                 "output_format": settings.output_format,
                 "compression": settings.compression,
+                "target_file_bytes": settings.target_file_bytes,
                 "sort_columns": list(settings.sort_columns),
                 "result_path": str(batch_file.with_suffix(".result.json")),
                 "partitions": partitions,

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from dagfoundry.compaction.journal import load_journal, stage_plan
@@ -27,6 +30,10 @@ from dagfoundry.compaction.recovery import recover_table
 from dagfoundry.compaction.settings import CompactionSettings
 
 log = logging.getLogger(__name__)
+
+#: Partitions of a batch verified and published at once (each verification is one DuckDB
+#: of :data:`~dagfoundry.compaction.verification.THREADS` threads and its memory cap).
+PARTITIONS_PUBLISHED_AT_ONCE = max(1, min(2, os.cpu_count() or 1))
 
 PLAN_COLUMNS = ["table", "partition", "chosen", "files", "bytes", "small_files", "target_files", "reason"]
 METRIC_COLUMNS = ["key", "status", "rows", "files_before", "files_after", "files_ideal", "bytes_before", "bytes_after",
@@ -84,26 +91,29 @@ def publish_step(batch_file: str) -> dict:
             "run the rewrite task for this batch before publishing"
         )
     figures = {p["key"]: p for p in json.loads(result_path.read_text())["partitions"]}
-    outcomes: list[dict] = []
-    failures: list[str] = []
-    for entry in batch["partitions"]:
-        journal = load_journal(Path(entry["journal"]))
-        if journal is None:
-            failures.append(f"{entry['key']}: journal {entry['journal']} is missing (cleaned up?)")
-            continue
-        try:
-            metrics = publish_partition(journal, figures.get(entry["key"], {"ok": False}))
-        except (CompactionVerificationError, PartitionChangedError) as exc:
-            metrics = {"key": entry["key"], "status": "discarded", "reason": str(exc)}
-        if metrics.get("status") != "published":
-            failures.append(f"{entry['key']}: {metrics.get('reason', metrics.get('status'))}")
-        outcomes.append(metrics)
+    # Partitions are independent (a lock, a journal and a directory each), and verifying one
+    # reads thousands of small files on about one core: several at once use every core.
+    with ThreadPoolExecutor(max_workers=PARTITIONS_PUBLISHED_AT_ONCE) as pool:
+        outcomes = list(pool.map(partial(_publish_entry, figures), batch["partitions"]))
+    failures = [f"{m['key']}: {m.get('reason', m.get('status'))}" for m in outcomes if m.get("status") != "published"]
+    outcomes = [m for m in outcomes if m.get("status") != "missing"]
     log.info("batch %s:\n%s", batch_file, format_table(outcomes, METRIC_COLUMNS))
     if failures:
         error = CompactionVerificationError if any("content differs" in f or "schema differs" in f
                                                     for f in failures) else PartitionChangedError
         raise error(f"{len(failures)} partition(s) of {batch_file} not published:\n" + "\n".join(failures))
     return {"batch_file": batch_file, "partitions": outcomes}
+
+
+def _publish_entry(figures: dict, entry: dict) -> dict:
+    """Verify and publish one partition of a batch; return its metrics (a failure's reason included)."""
+    journal = load_journal(Path(entry["journal"]))
+    if journal is None:
+        return {"key": entry["key"], "status": "missing", "reason": f"journal {entry['journal']} is missing (cleaned up?)"}
+    try:
+        return publish_partition(journal, figures.get(entry["key"], {"ok": False}))
+    except (CompactionVerificationError, PartitionChangedError) as exc:
+        return {"key": entry["key"], "status": "discarded", "reason": str(exc)}
 
 
 def report_step(settings: CompactionSettings, *, version: str) -> dict:
