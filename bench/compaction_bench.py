@@ -5,17 +5,18 @@ same data on the same engine (no verification, no publishing: the ceiling), for 
         [--engines duckdb,spark]
 
 On ``duckdb`` the bare side is a plain DuckDB ``COPY`` of each partition's files into files of
-the target size, in this process; on ``spark`` it is a bare Spark read-and-write (below).
+the target size (``FILE_SIZE_BYTES``), with the memory limit and insertion-order setting the
+embedded engine uses; on ``spark`` it is a bare Spark read-and-write (``bare_rewrite_app.py``:
+the same Spark connection, ``local[2]``, settings and partitions at once as the rewrite app).
 
 Data: ``--files`` small Parquet files (about ``--gb`` in total) over ``--partitions``
-partitions, generated with pyarrow once and reused (``--data-dir``). Prints MB/s of both,
-their ratio (target >= 0.8), and the files after compaction against the ideal count.
-
-Both sides are one ``spark-submit`` of the same Spark connection (``local[2]``), with the same
-Spark settings and the same number of partitions rewritten at once. Rounds alternate which side
-runs first, so a load change on a shared machine hits both; the ratio is total against total.
-CPU seconds (this process and its children: spark-submit, the JVM, the Python driver) are
-printed beside the wall time because they depend far less on what else the machine runs.
+partitions, generated with pyarrow once and reused (``--data-dir``). Each side runs in a
+process of its own (``bench/measured.py``), after the parent read every input file once (both
+sides start from a warm page cache; compaction reads hard links to the same files). A side
+reports the wall and CPU seconds of its work (its own and its children's, e.g. the JVM;
+imports and the lake copy excluded) and the process's peak RSS. Rounds alternate which side
+runs first, so a load change on a shared machine hits both; ratios are total against total,
+by wall time and by CPU seconds (which depend far less on what else the machine runs).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+from bench.measured import load_average, run_measured  # noqa: E402 - needs the path above
+
 os.environ.setdefault("AIRFLOW_CONN_SPARK_LOCAL", '{"conn_type": "spark", "host": "local[2]"}')
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-home-"))
 TABLE = "bench/events"
@@ -74,98 +77,128 @@ def warm_cache(directory: Path) -> None:
         path.read_bytes()
 
 
+class Stopwatch:
+    """Wall and CPU seconds (this process and its finished children) since it was started."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+
+    def read(self) -> dict[str, float]:
+        return {"wall": time.perf_counter() - self.wall, "cpu": cpu_seconds() - self.cpu}
+
+
 def cpu_seconds() -> float:
-    """Return the CPU time of this process and of its finished children, in seconds."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_bare(source: Path, work: Path, target_bytes: int) -> float:
-    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
-
-    from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, spark_environment
-
+def partition_jobs(source: Path, work: Path, target_bytes: int) -> list[dict]:
+    """Return the bare Spark app's jobs: every partition as ``ceil(bytes / target)`` files, as the planner sizes them."""
     jobs = []
     for partition in sorted((source / TABLE).iterdir()):
         _, size = tree_bytes(partition)
         jobs.append({"input": str(partition), "output": str(work / "bare" / partition.name),
                      "target": max(1, math.ceil(size / target_bytes))})
-    jobs_file = work / "bare-jobs.json"
-    jobs_file.write_text(json.dumps(jobs))
+    return jobs
+
+
+def run_bare_spark(source: str, work: str, target_bytes: int) -> dict:
+    """One side (in its own process): the bare Spark read-and-write of every partition."""
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    from dagfoundry.spark_submit import DEFAULT_SPARK_CONF, spark_environment
+
+    jobs_file = Path(work) / "bare-jobs.json"
+    jobs_file.write_text(json.dumps(partition_jobs(Path(source), Path(work), target_bytes)))
     os.environ.update(spark_environment())
     hook = SparkSubmitHook(conf=dict(DEFAULT_SPARK_CONF), conn_id="spark_local", name="bench-bare",
                            application_args=[str(jobs_file)], env_vars=spark_environment())
-    started = time.monotonic()
+    clock = Stopwatch()
     hook.submit(str(Path(__file__).with_name("bare_rewrite_app.py")))
-    return time.monotonic() - started
+    return clock.read()
 
 
-def run_bare_duckdb(source: Path, work: Path, target_bytes: int) -> float:
-    """Rewrite each partition with one plain DuckDB COPY into files of about the target size."""
+def run_bare_duckdb(source: str, work: str, target_bytes: int) -> dict:
+    """One side (in its own process): one plain DuckDB COPY per partition into files of about the target size.
+
+    No Hive partition column (the compacted files have none either), the embedded engine's
+    memory limit and ``preserve_insertion_order = false``: only the work differs between sides.
+    """
     import duckdb
 
-    started = time.monotonic()
-    conn = duckdb.connect()
-    for partition in sorted((source / TABLE).iterdir()):
-        out = work / "bare" / partition.name
+    clock = Stopwatch()
+    conn = duckdb.connect(config={"memory_limit": "2GB", "preserve_insertion_order": False})
+    for partition in sorted((Path(source) / TABLE).iterdir()):
+        out = Path(work) / "bare" / partition.name
         out.parent.mkdir(parents=True, exist_ok=True)
-        conn.execute(f"COPY (SELECT * FROM read_parquet('{partition}/*.parquet')) TO '{out}' "
-                     f"(FORMAT parquet, COMPRESSION snappy, FILE_SIZE_BYTES {target_bytes}, PER_THREAD_OUTPUT false)")
+        conn.execute(f"COPY (SELECT * FROM read_parquet('{partition}/*.parquet', hive_partitioning = false)) "
+                     f"TO '{out}' (FORMAT parquet, COMPRESSION snappy, FILE_SIZE_BYTES {target_bytes}, "
+                     "PER_THREAD_OUTPUT false)")
     conn.close()
-    return time.monotonic() - started
+    return clock.read()
 
 
-def run_compaction(source: Path, work: Path, target_bytes: int, engine: str = "spark") -> tuple[float, dict, dict]:
+def run_compaction(source: str, work: str, target_bytes: int, engine: str) -> dict:
+    """One side (in its own process): plan, rewrite on ``engine``, verify and publish every partition."""
     from dagfoundry.compaction import CompactionSettings, plan_step, publish_step, report_step
     from dagfoundry.compaction.duckdb_rewrite import rewrite_batch
     from dagfoundry.spark_submit import submit_spark_app
 
-    lake = work / "lake"
+    lake = Path(work) / "lake"
     shutil.rmtree(lake, ignore_errors=True)
-    subprocess.run(["cp", "-al", str(source), str(lake)], check=True)  # hard links: no copy cost
+    subprocess.run(["cp", "-al", source, str(lake)], check=True)  # hard links: no copy cost
     settings = CompactionSettings(lake_root=lake, tables=(TABLE,), target_file_bytes=target_bytes,
                                   closed_after_seconds=0, max_partitions_per_batch=64)
-    started = time.monotonic()
+    clock = Stopwatch()
     plan = plan_step(settings, version="bench")
-    planned = time.monotonic()
+    planned = clock.read()
     if engine == "duckdb":
         for batch_file in plan["batch_files"]:
             rewrite_batch(batch_file)
     else:
         submit_spark_app("compaction_rewrite", [f for args in plan["spark_args"] for f in args])
-    rewritten = time.monotonic()
+    rewritten = clock.read()
     for batch_file in plan["batch_files"]:
         publish_step(batch_file)
-    published = time.monotonic()
-    phases = {"plan": planned - started, engine: rewritten - planned, "publish": published - rewritten}
-    return published - started, phases, report_step(settings, version="bench")["summary"]
+    done = clock.read()
+    summary = report_step(settings, version="bench")["summary"]
+    phases = {"plan": planned, "rewrite": _minus(rewritten, planned), "publish": _minus(done, rewritten)}
+    return {**done, "phases": phases, "summary": summary}
 
 
-def measure(run, *args):
-    """Run ``run(*args)``; return its wall seconds, CPU seconds and whatever else it returned."""
-    cpu = cpu_seconds()
-    outcome = run(*args)
-    outcome = outcome if isinstance(outcome, tuple) else (outcome,)
-    return (outcome[0], cpu_seconds() - cpu, *outcome[1:])
+def _minus(later: dict, earlier: dict) -> dict:
+    return {key: later[key] - earlier[key] for key in later}
 
 
-def run_rounds(source: Path, work: Path, target: int, rounds: int, engine: str) -> tuple[list, list, dict]:
-    """Alternate bare and compaction runs; return their (wall, cpu) figures and the last summary."""
-    bare, ours, summary = [], [], {}
+def run_side(side: str, engine: str, source: Path, work: Path, target: int) -> dict:
+    """Warm the input, run one side in a fresh process; return its figures (wall, cpu, peak_mib, ...)."""
+    warm_cache(source)
+    shutil.rmtree(work / "bare", ignore_errors=True)
+    kwargs = {"source": str(source), "work": str(work), "target_bytes": target}
+    if side == "ours":
+        target_name, kwargs = "bench.compaction_bench:run_compaction", {**kwargs, "engine": engine}
+    else:
+        target_name = f"bench.compaction_bench:run_bare_{engine}"
+    measured = run_measured(target_name, kwargs)
+    return {**measured["result"], "peak_mib": measured["peak_mib"]}
+
+
+def run_rounds(source: Path, work: Path, target: int, rounds: int, engine: str) -> tuple[list, list]:
+    """Alternate bare and compaction runs; return each side's figures per round."""
+    bare, ours = [], []
     for index in range(rounds):
         for side in ("bare", "ours") if index % 2 == 0 else ("ours", "bare"):
-            warm_cache(source)
-            shutil.rmtree(work / "bare", ignore_errors=True)
-            if side == "bare":
-                bare.append(measure(run_bare_duckdb if engine == "duckdb" else run_bare, source, work, target))
-                print(f"round {index + 1} bare: {bare[-1][0]:.1f} s wall, {bare[-1][1]:.1f} s CPU", flush=True)
-            else:
-                wall, cpu, phases, summary = measure(run_compaction, source, work, target, engine)
-                ours.append((wall, cpu))
-                steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
-                print(f"round {index + 1} compaction: {wall:.1f} s wall ({steps}), {cpu:.1f} s CPU", flush=True)
-    return bare, ours, summary
+            figures = run_side(side, engine, source, work, target)
+            (bare if side == "bare" else ours).append(figures)
+            line = f"round {index + 1} {'bare' if side == 'bare' else 'compaction'}: {figures['wall']:.1f} s wall, " \
+                   f"{figures['cpu']:.1f} s CPU, peak {figures['peak_mib']:.0f} MiB"
+            if side == "ours":
+                line += " (" + ", ".join(f"{name} {p['wall']:.1f} s / {p['cpu']:.1f} CPU-s"
+                                         for name, p in figures["phases"].items()) + \
+                        f"; verify {figures['summary']['verify_seconds']:.1f} s summed over partitions)"
+            print(f"[{engine}] {line}; load average {load_average()}", flush=True)
+    return bare, ours
 
 
 def main() -> None:
@@ -191,25 +224,30 @@ def main() -> None:
     for engine in args.engines.split(","):
         work = Path(tempfile.mkdtemp(prefix="run-", dir=args.data_dir))
         try:
-            bare_runs, our_runs, summary = run_rounds(source, work, target, args.rounds, engine)
+            bare_runs, our_runs = run_rounds(source, work, target, args.rounds, engine)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        report(engine, size, bare_runs, our_runs, summary)
+        report(engine, size, bare_runs, our_runs)
 
 
-def report(engine: str, size: int, bare_runs: list, our_runs: list, summary: dict) -> None:
+def report(engine: str, size: int, bare_runs: list[dict], our_runs: list[dict]) -> None:
     mb = size / 1024**2
-    bare_wall, bare_cpu = (sum(run[i] for run in bare_runs) for i in (0, 1))
-    ours_wall, ours_cpu = (sum(run[i] for run in our_runs) for i in (0, 1))
+
+    def totals(runs: list[dict]) -> tuple[float, float, float]:
+        return sum(r["wall"] for r in runs), sum(r["cpu"] for r in runs), max(r["peak_mib"] for r in runs)
+
+    (bare_wall, bare_cpu, bare_peak), (ours_wall, ours_cpu, ours_peak) = totals(bare_runs), totals(our_runs)
     ours, bare = mb * len(our_runs) / ours_wall, mb * len(bare_runs) / bare_wall
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     bare_name = "bare DuckDB COPY" if engine == "duckdb" else "bare Spark read+write"
-    print(f"[{engine}] {bare_name:<24}: {bare_wall / len(bare_runs):6.1f} s  {bare:6.1f} MB/s  "
-          f"{bare_cpu / len(bare_runs):6.1f} s CPU  (ceiling)")
+    print(f"[{engine}] {bare_name:<33}: {bare_wall / len(bare_runs):6.1f} s  {bare:6.1f} MB/s  "
+          f"{bare_cpu / len(bare_runs):6.1f} s CPU  peak {bare_peak:5.0f} MiB  (ceiling)")
     print(f"[{engine}] compaction (verified, published): {ours_wall / len(our_runs):6.1f} s  {ours:6.1f} MB/s  "
-          f"{ours_cpu / len(our_runs):6.1f} s CPU")
+          f"{ours_cpu / len(our_runs):6.1f} s CPU  peak {ours_peak:5.0f} MiB")
+    phases = {name: sum(r["phases"][name]["wall"] for r in our_runs) / len(our_runs) for name in our_runs[0]["phases"]}
+    print(f"[{engine}] compaction phases (mean): " + ", ".join(f"{n} {s:.1f} s" for n, s in phases.items()))
     print(f"[{engine}] ratio: {ours / bare:.2f} (target >= 0.90); CPU ratio {bare_cpu / ours_cpu:.2f}; "
-          f"load average {load} on {os.cpu_count()} cores")
+          f"load average {load_average()}")
+    summary = our_runs[-1]["summary"]
     print(f"[{engine}] files after: {summary['files_after']} (ideal {summary['files_ideal']}), "
           f"avg file {summary['avg_file_bytes_after'] / 1024**2:.1f} MB, bytes after {summary['bytes_after'] / 1024**2:.0f} MB",
           flush=True)
