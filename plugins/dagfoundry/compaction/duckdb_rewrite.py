@@ -14,12 +14,12 @@ in one of two ways:
 
 - **DuckDB's COPY** (unsorted output, or sorted output into one file): files of about the
   spec's ``target_file_size`` (a new file starts after the row group that crosses it, so a
-  partition of fewer row groups has fewer files), DuckDB reading and writing on every core. COPY marks a column
-  REQUIRED when the optimizer's statistics say it holds no NULL (the input's footers say so of
-  any null-free column), which would change the table's schema for every reader; the
-  statistics propagation is turned off for the COPY, and the written schema is compared with
-  the input's afterwards (names, types, nullability). Where they differ (a type DuckDB stores
-  otherwise), the partition is written again the second way.
+  partition of fewer row groups has fewer files), DuckDB reading and writing on every core.
+  COPY marks a column REQUIRED when the optimizer's statistics say it holds no NULL (the
+  input's footers say so of any null-free column), which would change the table's schema for
+  every reader: the batch's connection runs with statistics propagation off, and the written
+  schema is compared with the input's afterwards (names, types, nullability). Where they
+  differ (a type DuckDB stores otherwise), the partition is written again the second way.
 - **pyarrow's writer** fed by a stream of DuckDB's rows (sorted output into several files, and
   the fallback above): ``target_files`` files of equal row counts with the input's schema
   exactly. It costs about twice the CPU of COPY (pyarrow encodes on one core per file).
@@ -77,6 +77,9 @@ def rewrite_batch(batch_file: str | Path, settings: DuckDBSettings | None = None
     work = Path(batch["result_path"]).parent
     partitions = batch["partitions"]
     conn = connect(settings, work)
+    # A global setting (not per cursor), so set once for every partition's COPY: with the
+    # statistics propagated, COPY marks each column the footers call null-free REQUIRED.
+    conn.execute("SET disabled_optimizers = 'statistics_propagation'")
     try:
         workers = max(1, min(len(partitions), settings.threads or os.cpu_count() or 1, _MAX_PARTITIONS_AT_ONCE))
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -104,7 +107,7 @@ def _rewrite_safely(batch: dict, conn: Any, partition: dict) -> dict:
 def rewrite_partition(batch: dict, partition: dict, conn: Any) -> dict:
     """Write one partition's planned files under its staging directory.
 
-    :param conn: a DuckDB connection (or cursor) of :func:`~dagfoundry.lake.duckdb_engine.connect`
+    :param conn: a cursor of :func:`rewrite_batch`'s connection (statistics propagation off)
     :return: the staged files, the writer used and timings
     """
     files = list(partition["input_files"])
@@ -145,17 +148,13 @@ def _copy_files(conn: Any, query: str, staging: Path, file_bytes: int | None, co
     import pyarrow.parquet as pq
 
     options = f"FORMAT parquet, COMPRESSION {codec}"
-    conn.execute("SET disabled_optimizers = 'statistics_propagation'")  # or null-free columns become REQUIRED
-    try:
-        if file_bytes is None:
-            conn.execute(f"COPY ({query}) TO {sql_literal(staging / 'part-00000.parquet')} ({options})")
-        else:
-            conn.execute(f"COPY ({query}) TO {sql_literal(staging)} ({options}, FILE_SIZE_BYTES {file_bytes}, "
-                         "FILENAME_PATTERN 'part-{i}', PER_THREAD_OUTPUT false, OVERWRITE_OR_IGNORE true)")
-            for path in staging.glob("part-*.parquet"):
-                path.rename(staging / f"part-{int(path.stem.split('-')[1]):05d}.parquet")
-    finally:
-        conn.execute("RESET disabled_optimizers")
+    if file_bytes is None:
+        conn.execute(f"COPY ({query}) TO {sql_literal(staging / 'part-00000.parquet')} ({options})")
+    else:
+        conn.execute(f"COPY ({query}) TO {sql_literal(staging)} ({options}, FILE_SIZE_BYTES {file_bytes}, "
+                     "FILENAME_PATTERN 'part-{i}', PER_THREAD_OUTPUT false, OVERWRITE_OR_IGNORE true)")
+        for path in staging.glob("part-*.parquet"):
+            path.rename(staging / f"part-{int(path.stem.split('-')[1]):05d}.parquet")
     written = [pq.read_schema(path).remove_metadata() for path in sorted(staging.iterdir())]
     changes = sorted({
         f"{field.name} {field.type}{'' if field.nullable else ' not null'} -> {other.type}{'' if other.nullable else ' not null'}"
