@@ -4,6 +4,7 @@ pyarrow's writer where COPY would change it, and the result verifies either way.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pytest
 
 from dagfoundry.compaction import CompactionSettings, plan_step, publish_step
 from dagfoundry.compaction.duckdb_rewrite import UnsupportedByEngineError, rewrite_batch
+from dagfoundry.compaction.publisher import CompactionVerificationError
 from dagfoundry.errors import DagfoundryError
 
 TABLE = "events/clicks"
@@ -108,6 +110,41 @@ def test_sorted_output_into_several_files_is_ordered_across_them(tmp_path):
     noise = [v for name in sorted(p.name for p in folder.glob("*.parquet"))
              for v in pq.read_table(folder / name).column("noise").to_pylist()]
     assert noise == sorted(noise)
+
+
+def _drop_a_row(table: pa.Table) -> pa.Table:
+    return table.slice(1)
+
+
+def _repeat_a_row(table: pa.Table) -> pa.Table:
+    return pa.concat_tables([table, table.slice(0, 1)])
+
+
+def _alter_a_value(table: pa.Table) -> pa.Table:
+    scores = table.column("score").to_pylist()
+    return table.set_column(table.schema.get_field_index("score"), "score", pa.array([scores[0] + 1, *scores[1:]]))
+
+
+@pytest.mark.parametrize("tamper", [_drop_a_row, _repeat_a_row, _alter_a_value])
+def test_staged_output_that_lost_repeated_or_altered_a_row_is_not_published(tmp_path, tamper):
+    """A writer that reports what it wrote but wrote the wrong rows: verification catches it."""
+    _lake(tmp_path, {"score": pa.array([i / 3 for i in range(1000)])}, files=20, days=1)
+    folder = tmp_path / TABLE / "dt=2024-06-01"
+    before = sorted(p.name for p in folder.glob("*.parquet"))
+    settings = CompactionSettings(lake_root=tmp_path, tables=(TABLE,), target_file_bytes=1024 * 1024,
+                                  closed_after_seconds=0)
+    (batch_file,) = plan_step(settings, version="v1")["batch_files"]
+    result = rewrite_batch(batch_file)
+    (partition,) = result["partitions"]
+    staged = tmp_path / "_staging" / TABLE / "dt=2024-06-01" / "v1" / partition["files"][0]["name"]
+    pq.write_table(tamper(pq.read_table(staged)), staged)
+    partition["files"][0]["size"] = staged.stat().st_size
+    result_path = Path(batch_file).with_suffix(".result.json")
+    result_path.write_text(json.dumps(result))
+    with pytest.raises(CompactionVerificationError, match="content differs"):
+        publish_step(batch_file)
+    assert sorted(p.name for p in folder.glob("*.parquet")) == before
+    assert not staged.exists()
 
 
 def test_unsupported_by_engine_is_a_dagfoundry_error():
