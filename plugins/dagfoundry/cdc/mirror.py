@@ -324,15 +324,18 @@ def run_mirror_plan(
     duckdb: Mapping[str, object] | DuckDBSettings | None = None,
     conn_id: str = "spark_local",
     conf: Mapping[str, str] | None = None,
-) -> None:
-    """Run a plan's queries on ``engine``; its output is the staged mirrors and the result file."""
+) -> dict:
+    """Run a plan's queries on ``engine`` (staged mirrors and the result file); return the result.
+
+    :return: the plan's result file (``{table_id: {"row_count", ...}, "_engine": engine}``)
+    """
     if engine == "duckdb":
         from dagfoundry.cdc.duckdb_mirror import run_duckdb_mirror
         from dagfoundry.lake.duckdb_engine import DuckDBSettings
 
         settings = duckdb if isinstance(duckdb, DuckDBSettings) else DuckDBSettings.from_dict(duckdb)
-        run_duckdb_mirror(plan_path, settings)
-        return
+        return run_duckdb_mirror(plan_path, settings)
     from dagfoundry.spark_submit import submit_spark_app
 
     submit_spark_app("cdc_mirror", [plan_path], conn_id=conn_id, conf=conf)
+    return json.loads(Path(json.loads(Path(plan_path).read_text())["result_path"]).read_text())
