@@ -171,3 +171,15 @@ def test_a_retype_no_type_holds_is_refused_when_the_plan_is_made(tmp_path):
     with pytest.raises(MirrorError, match=r"table public.items: column price is decimal\(10,2\) in some batches and "
                                           r"date in others, with no type holding both; re-snapshot the table"):
         plan_mirrors(root, SOURCE)
+
+
+def test_switching_engines_between_runs_updates_the_other_engines_mirror(tmp_path):
+    """Spark updates a mirror DuckDB wrote and DuckDB one Spark wrote: the result equals DuckDB's alone."""
+    mixed, alone = tmp_path / "mixed", tmp_path / "duckdb"
+    for batches, engine in zip(STEPS, ("spark", "duckdb", "spark"), strict=True):
+        _land(mixed, batches)
+        assert update_mirrors(mixed, SOURCE, engine=engine, conf=SPARK_CONF)["engine"] == engine
+        _land(alone, batches)
+        update_mirrors(alone, SOURCE, engine="duckdb")
+        (rows, schema), (expected_rows, expected_schema) = _published(mixed), _published(alone)
+        assert schema.equals(expected_schema) and rows == expected_rows, f"after the {engine} run"
