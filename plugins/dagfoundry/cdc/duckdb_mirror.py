@@ -48,22 +48,26 @@ def run_duckdb_mirror(plan_path: str | Path, settings: DuckDBSettings | None = N
     results: dict[str, Any] = {RESULT_ENGINE_KEY: "duckdb"}
     for table in plan["tables"]:
         started = time.monotonic()
-        rows = build_mirror(table, settings or DuckDBSettings())
+        rows = build_mirror(table, settings or DuckDBSettings(), Path(plan["result_path"]).parent)
         results[table["table_id"]] = {"row_count": rows, "seconds": round(time.monotonic() - started, 3)}
         failpoints.reach(FAILPOINT_ENV, "after_stage", table["table_id"])
     _write_result(plan["result_path"], results)
     return results
 
 
-def build_mirror(table: dict, settings: DuckDBSettings) -> int:
-    """Run one table's query, check its keys, write its staged files; return its row count."""
+def build_mirror(table: dict, settings: DuckDBSettings, work: Path) -> int:
+    """Run one table's query, check its keys, write its staged files; return its row count.
+
+    :param work: where DuckDB spills by default (``work/_spill``: beside the plan, not among
+        the table's staged versions)
+    """
     from dagfoundry.features.feature_sql import for_engine
 
     staging = Path(table["staging_path"])
     if staging.exists():  # a retried run of the same plan starts the table over
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    conn = connect(settings, staging.parent)
+    conn = connect(settings, work)
     try:
         register_views(conn, table["views"])
         conn.execute(f"CREATE TEMP TABLE mirror AS {for_engine(table['sql'], 'duckdb')}")
