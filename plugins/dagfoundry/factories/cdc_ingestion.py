@@ -15,10 +15,16 @@ the mirror floor are not touched); ``request_resnapshot`` checks the connector a
 Errors a retry cannot fix (a table not captured, no signal table) fail the task at once.
                                                >> capture | pickup_sink_files
                                                >> check_quality
-                                               >> plan_mirror >> spark_mirror >> publish_mirror (Assets)
+                                               >> plan_mirror >> duckdb_mirror | spark_mirror >> publish_mirror (Assets)
                                                >> merge_<table> into Snowflake (optional, per table)
                                                >> capture_health (fails on skipped tables, tables failing
                                                   their quality checks, slot WAL; warns on unknown TOAST values)
+
+The mirror job runs on the spec's ``engine``: ``duckdb_mirror`` runs the plan's queries in the
+task's process (``engine: duckdb``, the default, bounded by the ``duckdb:`` block),
+``spark_mirror`` is the provider's ``SparkSubmitOperator`` with the ``spark:`` block
+(``engine: spark``); both stage the same output, which ``publish_mirror`` verifies and
+publishes, naming the engine in its summary, log and Asset events.
 
 Configuration is turned into the engine's frozen dataclasses at parse time (pure Python);
 connections, the lake root and every heavy import are resolved inside the tasks.
@@ -26,6 +32,7 @@ connections, the lake root and every heavy import are resolved inside the tasks.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
     from dagfoundry.specs.loading import LoadedSpec
 
 NONE_FAILED = "none_failed_min_one_success"
+log = logging.getLogger(__name__)
 
 
 def capture_config_of(spec: CdcIngestionSpec) -> CaptureConfig:
@@ -84,15 +92,9 @@ def build_cdc_ingestion(loaded: LoadedSpec) -> Any:
         choose >> ingest_head
         quality = _check_quality(spec, config.source, ingest_tail)
         plan = _plan_mirror(config.source, table_ids, spec.max_rows_per_batch)
-        spark = SparkSubmitOperator(
-            task_id="spark_mirror",
-            application=application_path("cdc_mirror"),
-            application_args=[plan],
-            name=f"dagfoundry-cdc-mirror-{spec.name}",
-            **submit_options(spec.spark),
-        )
+        mirror = _run_mirror(spec, plan)
         publish = _publish_mirror(spec.name, config.source, table_ids, plan, ingest_tail)
-        quality >> plan >> spark >> publish
+        quality >> plan >> mirror >> publish
         health = _capture_health(ingest_tail, quality, publish)
         if spec.snowflake is not None:
             for merge in _snowflake_merges(spec, config, quality):
@@ -306,6 +308,28 @@ def _plan_mirror(source: str, table_ids: list[str], max_rows: int | None) -> Any
     return plan_mirror()
 
 
+def _run_mirror(spec: CdcIngestionSpec, plan: Any) -> Any:
+    """Return the task running the plan's queries: ``duckdb_mirror`` in this process or ``spark_mirror``."""
+    if spec.engine == "spark":
+        return SparkSubmitOperator(
+            task_id="spark_mirror",
+            application=application_path("cdc_mirror"),
+            application_args=[plan],
+            name=f"dagfoundry-cdc-mirror-{spec.name}",
+            **submit_options(spec.spark),
+        )
+    settings = spec.duckdb.settings()
+
+    @task(task_id="duckdb_mirror")
+    def duckdb_mirror(plan_path: str) -> dict:
+        """Run the plan's queries on the embedded engine, in this task's process."""
+        from dagfoundry.cdc.tasks import run_mirror
+
+        return run_mirror(plan_path, engine="duckdb", duckdb=settings)
+
+    return duckdb_mirror(plan)
+
+
 def _publish_mirror(dag_id: str, source: str, table_ids: list[str], plan: Any, capture_summary: Any) -> Any:
     mirrors = [mirror_asset_name(source, t) for t in table_ids]
 
@@ -314,6 +338,8 @@ def _publish_mirror(dag_id: str, source: str, table_ids: list[str], plan: Any, c
         from dagfoundry.cdc.tasks import publish_mirror as publish
 
         result = publish(plan_path)
+        log.info("mirrors of %s published from engine %s: %s", source, result.get("engine"),
+                 ", ".join(f"{t} ({f['row_count']} rows)" for t, f in sorted(result.get("tables", {}).items())) or "none")
         slot = (summary or {}).get("slot") or {}
         # Only the mirrors this run replaced: a one-table re-snapshot emits that table's event.
         for table_id, figures in sorted(result.get("tables", {}).items()):

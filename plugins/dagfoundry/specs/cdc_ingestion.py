@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from dagfoundry.assets import mirror_asset_name
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.engine import ENGINE_DESCRIPTION, DuckDBSpec, Engine
 from dagfoundry.specs.spark import SparkSpec, moved_spark_conn_id
 from dagfoundry.specs.types import ByteSize, ConnId, Duration, Identifier, QualifiedName
 
@@ -118,7 +119,9 @@ class CdcIngestionSpec(DagSpec):
     tables: tuple[CdcTableSpec, ...] = Field(min_length=1, description="Captured tables.")
     capture: CaptureSpec = Field(default_factory=CaptureSpec)
     connect: ConnectSpec | None = Field(default=None, description="Required with mode: connect.")
-    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the lake mirror job runs on Spark.")
+    engine: Engine = Field(default="duckdb", description=ENGINE_DESCRIPTION)
+    duckdb: DuckDBSpec = Field(default_factory=DuckDBSpec, description="Bounds of the mirror job on the embedded engine.")
+    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the lake mirror job runs with engine: spark.")
     max_rows_per_batch: int | None = Field(default=None, ge=1, description="Fail a batch larger than this.")
     snowflake: SnowflakeTargetSpec | None = Field(default=None, description="Also MERGE each batch into Snowflake.")
 

@@ -36,8 +36,10 @@ def run_capture(job: dict, workdir: Path, timeout: float = 240) -> tuple[int, di
 MIRROR_RUNNER = Path(__file__).with_name("mirror_runner.py")
 
 
-def run_mirror(lake_root: Path, source: str, failpoint: str | None = None, timeout: float = 300) -> tuple[int, str]:
-    """Run a mirror update in a child process, optionally armed to die at ``failpoint``.
+def run_mirror(
+    lake_root: Path, source: str, failpoint: str | None = None, timeout: float = 300, engine: str = "duckdb"
+) -> tuple[int, str]:
+    """Run a mirror update on ``engine`` in a child process, optionally armed to die at ``failpoint``.
 
     :return: (exit code, stderr); -9 when the child was SIGKILLed by its fail point
     """
@@ -49,7 +51,7 @@ def run_mirror(lake_root: Path, source: str, failpoint: str | None = None, timeo
     if failpoint:
         env[FAILPOINT_ENV] = failpoint
     process = subprocess.run(
-        [sys.executable, str(MIRROR_RUNNER), str(lake_root), source],
+        [sys.executable, str(MIRROR_RUNNER), str(lake_root), source, engine],
         capture_output=True, text=True, timeout=timeout, env=env,
     )
     return process.returncode, process.stderr

@@ -6,9 +6,11 @@ A missing or misconfigured service fails the test with what to run; nothing is s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -63,8 +65,8 @@ def _drop_databases_of_dead_runs(cur) -> None:
             _drop_database_and_slots(cur, name)
 
 
-@pytest.fixture(scope="module")
-def cdc_database():
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
     """Create a dedicated database; drop it and every replication slot on it afterwards."""
     admin = _admin_connection()
     with admin.cursor() as cur:
@@ -74,21 +76,55 @@ def cdc_database():
         _drop_databases_of_dead_runs(cur)
         name = f"{TEST_DATABASE_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
         cur.execute(f"CREATE DATABASE {name}")
-    yield name
-    with admin.cursor() as cur:
-        _drop_database_and_slots(cur, name)
-    admin.close()
+    try:
+        yield name
+    finally:
+        with admin.cursor() as cur:
+            _drop_database_and_slots(cur, name)
+        admin.close()
 
 
-@pytest.fixture(scope="module")
-def source_sql(cdc_database):
-    """Return a function running SQL (optionally with parameters) in the test database."""
-    conn = _admin_connection(cdc_database)
+@contextlib.contextmanager
+def sql_runner(dbname: str) -> Iterator[Callable]:
+    """Yield a function running SQL (optionally with parameters) in ``dbname``."""
+    conn = _admin_connection(dbname)
 
     def run(statement: str, params=None, fetch: bool = False):
         with conn.cursor() as cur:
             cur.execute(statement, params)
             return cur.fetchall() if fetch else None
 
-    yield run
-    conn.close()
+    try:
+        yield run
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def cdc_database():
+    """Create a dedicated database; drop it and every replication slot on it afterwards."""
+    with fresh_database() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def source_sql(cdc_database):
+    """Return a function running SQL (optionally with parameters) in the test database."""
+    with sql_runner(cdc_database) as run:
+        yield run
+
+
+@pytest.fixture(scope="session")
+def new_source_database() -> Callable:
+    """Return a context manager yielding ``(database, sql)`` for one more dedicated database.
+
+    For fixtures needing a database per parameter (the randomized test runs once per mirror
+    engine, each run on its own source).
+    """
+
+    @contextlib.contextmanager
+    def create() -> Iterator[tuple[str, Callable]]:
+        with fresh_database() as name, sql_runner(name) as run:
+            yield name, run
+
+    return create

@@ -1,7 +1,8 @@
 """The cdc_ingestion kind end to end through Airflow: spec -> DAG -> dag.test() -> lake mirror == PostgreSQL.
 
-Real PostgreSQL (logical replication), the real Debezium engine and real Spark (spark-submit
-through the apache-spark provider's operator).
+Real PostgreSQL (logical replication), the real Debezium engine, and the mirror job on both
+engines: DuckDB in the task (``duckdb_mirror``, the default) and real Spark (``spark_mirror``,
+spark-submit through the apache-spark provider's operator).
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ capture:
 """
 
 
-#: a second source whose date key holds 'infinity' (no lake date: a null key in the batch)
+#: a second source whose date key holds 'infinity' (no lake date: a null key in the batch),
+#: mirrored on Spark
 BAD_KEY_SPEC = """\
 kind: cdc_ingestion
 name: shop_cdc_badkey
+engine: spark
 schedule: "*/15 * * * *"
 source:
   name: shopbadkey
@@ -110,6 +113,8 @@ def test_scheduled_runs_keep_the_mirrors_equal_to_the_source(airflow_db, cdc_env
     first = dag.test()
     assert first.state == DagRunState.SUCCESS
     assert_mirrors_equal_source(source_sql, cdc_env / "lake")
+    published = first.get_task_instance("publish_mirror").xcom_pull(task_ids="publish_mirror")
+    assert published["engine"] == "duckdb" and published["tables"]["public.orders"]["engine"] == "duckdb"
 
     source_sql(
         "UPDATE customers SET city = 'Genève' WHERE customer_id <= 10;"
@@ -158,7 +163,7 @@ def test_a_table_failing_its_quality_checks_fails_the_run_at_its_end_only(airflo
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == DagRunState.FAILED
     # The good table went all the way through; only the last task fails (naming the table).
-    for task_id in ("capture", "check_quality", "plan_mirror", "spark_mirror", "publish_mirror"):
+    for task_id in ("capture", "check_quality", "plan_mirror", "spark_mirror", "publish_mirror"):  # engine: spark
         assert states[task_id] == "success", states
     assert states["capture_health"] == "failed", states
     quality = run.get_task_instance("check_quality").xcom_pull(task_ids="check_quality")

@@ -1,5 +1,5 @@
 """End to end on real services: PostgreSQL (logical replication) -> embedded Debezium ->
-landing -> Spark mirror, over several runs of random changes, with the capture killed
+landing -> lake mirror (on each engine: DuckDB and Spark), over several runs of random changes, with the capture killed
 mid-batch, a crash between landing and offset commit, a mirror step killed between batches
 from before and after random ALTERs, an incremental re-snapshot and an offsets reset. After
 every run the lake mirror equals the PostgreSQL table row for row.
@@ -332,9 +332,15 @@ def _assert_equal(expected: dict, actual: dict, what: str):
     )
 
 
-@pytest.fixture(scope="module")
-def scenario(cdc_database, source_sql, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("cdc")
+@pytest.fixture(scope="module", params=["duckdb", "spark"])
+def scenario(request, new_source_database, tmp_path_factory):
+    """One source database and lake per mirror engine (the workload is the same: one seed)."""
+    with new_source_database() as (cdc_database, source_sql):
+        yield _scenario(request.param, cdc_database, source_sql, tmp_path_factory)
+
+
+def _scenario(engine: str, cdc_database: str, source_sql, tmp_path_factory) -> dict:
+    workdir = tmp_path_factory.mktemp(f"cdc-{engine}")
     lake_root = workdir / "lake"
     source_sql(DDL)
     job = {
@@ -345,7 +351,8 @@ def scenario(cdc_database, source_sql, tmp_path_factory):
     config = CaptureConfig(source=SOURCE, conn_id="unused", tables=tuple(
         CapturedTable(*t.split("."), k) for t, k in TABLES.items()), signal_table=SIGNAL_TABLE)
     connection = SourceConnection("127.0.0.1", 5432, cdc_database, "postgres")
-    return {"workdir": workdir, "lake_root": lake_root, "job": job, "config": config, "connection": connection}
+    return {"workdir": workdir, "lake_root": lake_root, "job": job, "config": config, "connection": connection,
+            "engine": engine, "sql": source_sql}
 
 
 def _capture_ok(scenario) -> dict:
@@ -355,12 +362,13 @@ def _capture_ok(scenario) -> dict:
 
 
 def _check_run(scenario, sql, label: str):
-    """Quality-check new batches, update the mirrors with Spark, compare with PostgreSQL."""
+    """Quality-check new batches, update the mirrors on the scenario's engine, compare with PostgreSQL."""
     lake_root = scenario["lake_root"]
     for table_id in TABLES:
         state = read_mirror_state(lake_root, SOURCE, table_id)
         check_batches(lake_root, SOURCE, tables=[table_id], after=state["last_batch_id"] if state else None)
-    update_mirrors(lake_root, SOURCE, conf={"spark.sql.shuffle.partitions": "2"})
+    summary = update_mirrors(lake_root, SOURCE, engine=scenario["engine"], conf={"spark.sql.shuffle.partitions": "2"})
+    assert summary["engine"] in (scenario["engine"], None), summary
     for table_id in TABLES:
         kinds = _column_kinds(sql, table_id)
         expected = _source_rows(sql, table_id)
@@ -381,8 +389,9 @@ def _wait_for_slot(sql, active: bool, timeout: float = 60):
     raise AssertionError(f"replication slot did not become active={active} within {timeout} s")
 
 
-def test_randomized_runs_keep_mirror_equal_to_source(scenario, source_sql):
-    print(f"randomized CDC workload: DAGFOUNDRY_CDC_SEED={SEED}")
+def test_randomized_runs_keep_mirror_equal_to_source(scenario):
+    source_sql = scenario["sql"]
+    print(f"randomized CDC workload on mirror engine {scenario['engine']}: DAGFOUNDRY_CDC_SEED={SEED}")
     rng = random.Random(SEED)
     lake_root = scenario["lake_root"]
     workload = Workload(source_sql, rng)
@@ -445,7 +454,7 @@ def test_randomized_runs_keep_mirror_equal_to_source(scenario, source_sql):
     pending = [t for t in sorted(TABLES) if landing.list_batches(
         lake_root, SOURCE, t, after=(read_mirror_state(lake_root, SOURCE, t) or {}).get("last_batch_id"))]
     failpoint = f"{rng.choice(['after_stage', 'after_publish'])}@{rng.choice(pending)}"
-    code, err = run_mirror(lake_root, SOURCE, failpoint=failpoint)
+    code, err = run_mirror(lake_root, SOURCE, failpoint=failpoint, engine=scenario["engine"])
     assert code in (3, -9), f"the mirror fail point {failpoint} did not fire ({code}): {err[-2000:]}"
     _check_run(scenario, source_sql,
                f"run 3, after a crash before the offset commit, {alters} and a mirror killed at {failpoint} (seed {SEED})")

@@ -21,7 +21,8 @@ def test_embedded_mode_captures_checks_mirrors_and_publishes_assets(load, upstre
     dag = build_dag(load(BASE))
     assert upstream(dag, "capture") == {"choose_action", "request_resnapshot", "reset_offsets"}
     assert upstream(dag, "check_quality") == {"capture"}
-    assert upstream(dag, "spark_mirror") == {"plan_mirror"}
+    assert upstream(dag, "duckdb_mirror") == {"plan_mirror"}, "engine: duckdb is the default"
+    assert "spark_mirror" not in dag.task_ids
     publish = dag.get_task("publish_mirror")
     assert [a.name for a in publish.outlets] == ["orders_cdc.published"], "events go through the alias"
     # declared up front, so two runs never race to create an Asset on its first event
@@ -30,6 +31,15 @@ def test_embedded_mode_captures_checks_mirrors_and_publishes_assets(load, upstre
     assert "`lake.mirror.shop.public.orders`" in dag.doc_md
     assert dag.get_task("capture").trigger_rule == "none_failed_min_one_success"
     assert dag.params["action"] == "capture" and dag.max_active_runs == 1
+
+
+def test_engine_spark_mirrors_through_the_submit_operator(load, upstream):
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    dag = build_dag(load(BASE + "engine: spark\n"))
+    assert isinstance(dag.get_task("spark_mirror"), SparkSubmitOperator)
+    assert upstream(dag, "spark_mirror") == {"plan_mirror"} and upstream(dag, "publish_mirror") >= {"spark_mirror"}
+    assert "duckdb_mirror" not in dag.task_ids
 
 
 def test_drop_slot_ends_the_run_and_health_is_checked_last(load, upstream):

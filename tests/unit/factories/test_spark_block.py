@@ -12,7 +12,7 @@ SPARK = "spark:\n  conn_id: spark_cluster\n  driver_memory: 2g\n  executor_memor
 SPECS = {
     "compact_batch.rewrite": "kind: lake_compaction\nname: events_compaction\ntables: [events/orders]\nengine: spark\n",
     "spark_mirror": "kind: cdc_ingestion\nname: orders_cdc\nsource: {name: shop, conn_id: shop_pg}\n"
-    "tables: [{name: public.orders}]\n",
+    "tables: [{name: public.orders}]\nengine: spark\n",
     "compute_features.spark": 'kind: feature_backfill\nname: user_features\nschedule: "0 2 * * *"\n'
     "entity_keys: [user_id]\nsources: [{name: events, table: events/clicks, event_time: ts}]\n"
     "features: [{name: clicks_7d, function: count, window_days: 7}]\nengine: spark\n",
