@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -28,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 from dagfoundry.cdc.mirror import FAILPOINT_ENV, RESULT_ENGINE_KEY, MirrorError
 from dagfoundry.cdc.mirror_sql import output_schema, parquet_files
 from dagfoundry.lake import failpoints
-from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect, sql_literal
+from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect, sql_identifier, sql_literal
+from dagfoundry.lake.job_files import write_cut_files, write_result
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow as pa
 
 #: rows per record batch streamed from DuckDB to the file writer
 _BATCH_ROWS = 65_536
@@ -51,7 +50,7 @@ def run_duckdb_mirror(plan_path: str | Path, settings: DuckDBSettings | None = N
         rows = build_mirror(table, settings or DuckDBSettings(), Path(plan["result_path"]).parent)
         results[table["table_id"]] = {"row_count": rows, "seconds": round(time.monotonic() - started, 3)}
         failpoints.reach(FAILPOINT_ENV, "after_stage", table["table_id"])
-    _write_result(plan["result_path"], results)
+    write_result(plan["result_path"], results)
     return results
 
 
@@ -72,9 +71,11 @@ def build_mirror(table: dict, settings: DuckDBSettings, work: Path) -> int:
         register_views(conn, table["views"])
         conn.execute(f"CREATE TEMP TABLE mirror AS {for_engine(table['sql'], 'duckdb')}")
         rows = _check_keys(conn, table)
-        order = ", ".join(_quote(k) for k in table["key_columns"])
+        order = ", ".join(sql_identifier(k) for k in table["key_columns"])
         stream = conn.sql(f"SELECT * FROM mirror ORDER BY {order}").to_arrow_reader(_BATCH_ROWS)
-        write_files(stream, output_schema(table), staging, int(table.get("files", 1)), rows)
+        files = int(table.get("files", 1))
+        # Each file sorted by key, as Spark's repartition(files).sortWithinPartitions(keys) leaves them.
+        write_cut_files(stream, output_schema(table), staging, files, math.ceil(rows / files) if rows else 0)
     finally:
         conn.close()
     return rows
@@ -85,12 +86,12 @@ def register_views(conn: duckdb.DuckDBPyConnection, views: dict[str, list[str]])
     for name, directories in views.items():
         files = [f for d in directories for f in parquet_files(d)]
         listed = "[" + ", ".join(sql_literal(f) for f in files) + "]"
-        conn.execute(f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT * FROM read_parquet({listed}, hive_partitioning = false)")
+        conn.execute(f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS SELECT * FROM read_parquet({listed}, hive_partitioning = false)")
 
 
 def _check_keys(conn: duckdb.DuckDBPyConnection, table: dict) -> int:
     """Return the mirror's row count after checking its keys are unique and set (as the Spark job does)."""
-    keys = [_quote(k) for k in table["key_columns"]]
+    keys = [sql_identifier(k) for k in table["key_columns"]]
     ((rows, distinct),) = conn.execute(
         f"SELECT (SELECT count(*) FROM mirror), (SELECT count(*) FROM (SELECT DISTINCT {', '.join(keys)} FROM mirror))"
     ).fetchall()
@@ -100,46 +101,3 @@ def _check_keys(conn: duckdb.DuckDBPyConnection, table: dict) -> int:
     if null_keys:
         raise MirrorError(f"table {table['table_id']}: {null_keys} mirror rows have a null key column")
     return int(rows)
-
-
-def write_files(stream: Any, schema: pa.Schema, staging: Path, files: int, rows: int) -> None:
-    """Cut the key-ordered rows into ``files`` files of equal row counts (``part-NNNNN.parquet``).
-
-    Each file is sorted by key, as Spark's ``repartition(files).sortWithinPartitions(keys)``
-    leaves them; a table without rows gets one empty file with the schema.
-    """
-    import pyarrow.parquet as pq
-
-    per_file = math.ceil(rows / files) if rows else 0
-    index, written, writer = 0, 0, None
-    try:
-        for batch in stream:
-            batch = batch.cast(schema) if batch.schema != schema else batch
-            offset = 0
-            while offset < batch.num_rows:
-                if writer is None or (written >= per_file and index < files):
-                    if writer is not None:
-                        writer.close()
-                    writer = pq.ParquetWriter(staging / f"part-{index:05d}.parquet", schema, compression="snappy")
-                    index, written = index + 1, 0
-                take = batch.num_rows - offset if index == files else min(per_file - written, batch.num_rows - offset)
-                writer.write_batch(batch.slice(offset, take))
-                offset, written = offset + take, written + take
-        if writer is None:
-            writer = pq.ParquetWriter(staging / "part-00000.parquet", schema, compression="snappy")
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _write_result(path: str, result: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from dagfoundry.errors import DagfoundryError
-from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect, sql_literal
+from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect, sql_identifier, sql_literal
+from dagfoundry.lake.job_files import write_cut_files, write_result
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def rewrite_batch(batch_file: str | Path, settings: DuckDBSettings | None = None
     finally:
         conn.close()
     result = {"version": batch["version"], "partitions": results}
-    _write_result(batch["result_path"], result)
+    write_result(batch["result_path"], result)
     return result
 
 
@@ -116,7 +117,7 @@ def rewrite_partition(batch: dict, partition: dict, conn: Any) -> dict:
     staging = Path(partition["staging_dir"])
     _empty(staging)
     target = max(1, int(partition["target_files"]))
-    order = ", ".join(_quote(c) for c in batch["sort_columns"])
+    order = ", ".join(sql_identifier(c) for c in batch["sort_columns"])
     listed = "[" + ", ".join(sql_literal(f) for f in files) + "]"
     query = (f"SELECT * FROM read_parquet({listed}, union_by_name = true, hive_partitioning = false)"
              + (f" ORDER BY {order}" if order else ""))
@@ -134,7 +135,7 @@ def rewrite_partition(batch: dict, partition: dict, conn: Any) -> dict:
             _empty(staging)
     if writer == "pyarrow":
         stream = conn.sql(query).to_arrow_reader(_BATCH_ROWS)
-        _write_files(stream, schema, staging, target, math.ceil(rows / target) if rows else 0, codec)
+        write_cut_files(stream, schema, staging, target, math.ceil(rows / target) if rows else 0, codec)
     return {
         "writer": writer,
         "timings": {"read_schema": read - started, "write": time.monotonic() - read},
@@ -199,42 +200,3 @@ def _input_schema_and_rows(files: list[str]) -> tuple[Any, int]:
         schemas.append(parquet_schema.to_arrow_schema().remove_metadata())
         rows += footer.num_rows
     return pa.unify_schemas(schemas), rows
-
-
-def _write_files(stream: Any, schema: Any, staging: Path, target: int, per_file: int, codec: str) -> None:
-    """Cut the streamed rows into ``target`` files of ``per_file`` rows (the last one shorter),
-    written by pyarrow with ``schema`` exactly."""
-    import pyarrow.parquet as pq
-
-    index, written, writer = 0, 0, None
-    try:
-        for batch in stream:
-            batch = batch.cast(schema) if batch.schema != schema else batch
-            offset = 0
-            while offset < batch.num_rows:
-                if writer is None or (written >= per_file and index < target):
-                    if writer is not None:
-                        writer.close()
-                    writer = pq.ParquetWriter(staging / f"part-{index:05d}.parquet", schema, compression=codec)
-                    index, written = index + 1, 0
-                take = batch.num_rows - offset if index == target else min(per_file - written, batch.num_rows - offset)
-                writer.write_batch(batch.slice(offset, take))
-                offset, written = offset + take, written + take
-        if writer is None:  # no rows: one empty file keeps the partition's schema
-            writer = pq.ParquetWriter(staging / "part-00000.parquet", schema, compression=codec)
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _write_result(path: str, result: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

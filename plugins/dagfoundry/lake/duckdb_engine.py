@@ -55,3 +55,8 @@ def connect(settings: DuckDBSettings, work: Path) -> duckdb.DuckDBPyConnection:
 def sql_literal(value: str | Path) -> str:
     """Return ``value`` as a single-quoted SQL string literal."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """Return ``name`` as a double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
