@@ -42,7 +42,7 @@ def run_measured(target: str, kwargs: dict[str, Any] | None = None, *, env: dict
     child_env = {**os.environ, **(env or {}), "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-m", "bench.measured", target, json.dumps(kwargs or {})],
-        cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
+        cwd=ROOT, env=child_env, capture_output=True, text=True, check=False,
     )
     sys.stderr.write(done.stderr[-4000:] if done.returncode else "")
     lines = [line for line in done.stdout.splitlines() if line.startswith(_MARK)]
