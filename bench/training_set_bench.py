@@ -15,7 +15,9 @@ Each side's time covers reading the labels and building the joined rows in memor
 memory is its process's RSS high-water mark (``getrusage``). Every side writes its rows to
 Parquet afterwards (not timed); the rows are compared sorted, and mismatches counted.
 
-    .venv/bin/python bench/training_set_bench.py [--labels 1000000] [--feast-store duckdb|file]
+    .venv/bin/python bench/training_set_bench.py [--labels 1000000] [--feast-store duckdb|file] [--without-feast]
+
+``--without-feast`` runs the floor and ours only (no Feast venv needed).
 """
 
 from __future__ import annotations
@@ -143,12 +145,13 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=1_000_000)
     parser.add_argument("--feast-store", choices=["duckdb", "file"], default="duckdb",
                         help="Feast's offline store over the FileSource: its DuckDB one or its default dask one")
+    parser.add_argument("--without-feast", action="store_true", help="run the floor and ours only")
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), Path(args.child[2]))
         return
-    python = feast_python()
+    python = None if args.without_feast else feast_python()
     with tempfile.TemporaryDirectory(prefix="tsbench-") as folder:
         base = Path(folder)
         write_data(base, args.labels)
@@ -160,18 +163,20 @@ def main() -> None:
             done = subprocess.run([sys.executable, __file__, "--child", side, folder, str(results / f"{side}.parquet")],
                                   env=env, capture_output=True, text=True, check=True)
             figures[side] = json.loads(done.stdout.strip().splitlines()[-1])
-        done = subprocess.run([str(python), str(ROOT / "bench" / "training_set_feast.py"), folder,
-                               str(results / "feast.parquet"), "--store", args.feast_store],
-                              capture_output=True, text=True, check=False)
-        if done.returncode:
-            sys.exit(f"Feast failed:\n{done.stderr[-4000:]}")
-        figures["feast"] = json.loads(done.stdout.strip().splitlines()[-1])
-        compared = {other: mismatches(results, "ours", other) for other in ("floor", "feast")}
+        if python is not None:
+            done = subprocess.run([str(python), str(ROOT / "bench" / "training_set_feast.py"), folder,
+                                   str(results / "feast.parquet"), "--store", args.feast_store],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode:
+                sys.exit(f"Feast failed:\n{done.stderr[-4000:]}")
+            figures["feast"] = json.loads(done.stdout.strip().splitlines()[-1])
+        compared = {other: mismatches(results, "ours", other) for other in figures if other != "ours"}
     load = os.getloadavg()
-    feast = figures["feast"]
+    feast = figures.get("feast")
     print(f"labels {args.labels:,}, entities {ENTITIES:,}, feature dates {DAYS}; load average after "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; Feast {feast['version']}, offline store {feast['store']}")
-    for side in ("floor", "ours", "feast"):
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          + (f"Feast {feast['version']}, offline store {feast['store']}" if feast else "Feast not run"))
+    for side in figures:
         f = figures[side]
         print(f"{side:6s} {f['seconds']:7.2f} s  peak RSS {f['peak_mb']:7.0f} MB  rows {f['rows']:,}")
     for other, (ours_rows, their_rows, differ) in compared.items():
@@ -179,8 +184,9 @@ def main() -> None:
     ours = figures["ours"]
     print(f"ours / floor: {ours['seconds'] / figures['floor']['seconds']:.2f}x time (target <= 1.5x), "
           f"{ours['peak_mb'] / figures['floor']['peak_mb']:.2f}x memory")
-    print(f"feast / ours: {feast['seconds'] / ours['seconds']:.1f}x time (target >= 5x), "
-          f"{feast['peak_mb'] / ours['peak_mb']:.1f}x memory")
+    if feast:
+        print(f"feast / ours: {feast['seconds'] / ours['seconds']:.1f}x time (target >= 5x), "
+              f"{feast['peak_mb'] / ours['peak_mb']:.1f}x memory")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ def submit_spark_app(
     conn_id: str = "spark_local",
     conf: Mapping[str, str] | None = None,
     driver_memory: str | None = None,
+    executor_memory: str | None = None,
 ) -> None:
     """Run ``include/spark/<app>.py`` through the provider's ``SparkSubmitHook`` and wait.
 
@@ -83,6 +84,7 @@ def submit_spark_app(
     :param conn_id: Airflow connection of type ``spark`` (``local[*]`` by default in tests)
     :param conf: Spark settings on top of :data:`DEFAULT_SPARK_CONF`
     :param driver_memory: e.g. ``"2g"``
+    :param executor_memory: executors' memory on a cluster (None: the connection's default)
     :raises AirflowException: when the job fails (the hook's message carries the exit code)
     """
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
@@ -94,6 +96,7 @@ def submit_spark_app(
         name=f"dagfoundry-{app}",
         application_args=list(args),
         driver_memory=driver_memory,
+        executor_memory=executor_memory,
         env_vars=spark_environment(),
     )
     hook.submit(application_path(app))

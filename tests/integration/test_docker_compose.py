@@ -288,7 +288,7 @@ def test_the_lake_jobs_run_on_the_stacks_spark_cluster_and_embedded_outside_it(s
 
     monkeypatch.delenv("DAGFOUNDRY_LAKE_ENGINE", raising=False)
     outside = engines()
-    assert set(outside) == {"orders_events_compaction", "customer_order_features", "shop_cdc"}
+    assert set(outside) == {"orders_events_compaction", "customer_order_features", "shop_cdc", "shop_churn_retraining"}
     assert set(outside.values()) == {"duckdb"}
     for name in [*AIRFLOW_COMMANDS, "airflow-init"]:
         assert services[name]["environment"]["DAGFOUNDRY_LAKE_ENGINE"] == "spark", name

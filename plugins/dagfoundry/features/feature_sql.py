@@ -15,12 +15,15 @@ feature, ``feature_date``. Steps, as CTEs:
    (``_day``: days since 1970-01-01), with each feature's value (null when filtered out);
 2. ``daily_<s>``: per (entity, day) partials: count, sum, min, max, latest value. Sums of
    floating values are folded over the sorted values from ``0.0``, so their bits depend on
-   neither the read order nor the engine;
+   neither the read order nor the engine. Features of one value share its partials (one
+   sorted list per day for every float sum and average of ``amount``);
 3. ``steps_<i>``: exact count distinct: each (entity, value) pair contributes +1 from the day
    it is seen until its window expires or it is seen again; the count is a running sum;
 4. ``grid``: (entity, day) for each wanted date on which the entity had an event within TTL;
-5. the trailing windows over the day index (``RANGE BETWEEN w-1 PRECEDING AND CURRENT ROW``);
-   floating sums are again folded in day order.
+5. ``framed``: each distinct trailing-window aggregate once, over the day index (``RANGE
+   BETWEEN w-1 PRECEDING AND CURRENT ROW``; floating sums again folded in day order), and
+   ``featured``: the features as expressions over them (an average divides the window's
+   shared sum by its count).
 
 Standard library and ``sqlglot`` (pure Python) at import time.
 """
@@ -28,7 +31,7 @@ Standard library and ``sqlglot`` (pure Python) at import time.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 EPOCH = dt.date(1970, 1, 1)
@@ -71,52 +74,63 @@ def _sum_is_folded(feature: Mapping[str, Any], value_types: Mapping[str, str]) -
     return feature["function"] == "avg" or kind.startswith(FLOAT_TYPES)
 
 
-def _partials(feature: Mapping[str, Any], i: int, value_types: Mapping[str, str]) -> list[str]:
-    """Return the daily partial columns of one (not count distinct) feature."""
-    v, fn = f"_v{i}", feature["function"]
-    out = []
+def _partials(feature: Mapping[str, Any], j: int, value_types: Mapping[str, str]) -> dict[str, str]:
+    """Return the daily partial columns (name -> aggregate) of one (not count distinct) feature.
+
+    ``j`` numbers the feature's value: features aggregating the same value share ``_v<j>``
+    and so share partials of the same name (one sorted list per day for all the float sums
+    of ``amount``, not one per feature).
+    """
+    v, fn = f"_v{j}", feature["function"]
+    out = {}
     if fn in ("count", "avg"):
-        out.append(f"COUNT({v}) AS _p{i}_count")
+        out[f"_p{j}_count"] = f"COUNT({v})"
     if fn in ("sum", "avg"):
         if _sum_is_folded(feature, value_types):
-            folded = _fold(f"array_sort(collect_list(CAST({v} AS DOUBLE)))")
-            out.append(f"CASE WHEN COUNT({v}) > 0 THEN {folded} END AS _p{i}_sum")
+            out[f"_p{j}_fsum"] = f"CASE WHEN COUNT({v}) > 0 THEN {_fold(f'array_sort(collect_list(CAST({v} AS DOUBLE)))')} END"
         else:
-            out.append(f"CAST(SUM({v}) AS {value_types.get(feature['name']) or 'BIGINT'}) AS _p{i}_sum")
+            out[f"_p{j}_sum"] = f"CAST(SUM({v}) AS {value_types.get(feature['name']) or 'BIGINT'})"
     if fn == "min":
-        out.append(f"MIN({v}) AS _p{i}_min")
+        out[f"_p{j}_min"] = f"MIN({v})"
     if fn == "max":
-        out.append(f"MAX({v}) AS _p{i}_max")
+        out[f"_p{j}_max"] = f"MAX({v})"
     if fn == "last":
-        out.append(f"MAX(CASE WHEN {v} IS NOT NULL THEN named_struct('t', _ts, 'v', {v}) END) AS _p{i}_last")
+        out[f"_p{j}_last"] = f"MAX(CASE WHEN {v} IS NOT NULL THEN named_struct('t', _ts, 'v', {v}) END)"
     return out
 
 
-def _window(feature: Mapping[str, Any], i: int, keys: str, value_types: Mapping[str, str]) -> str:
-    """Return the trailing-window value of one feature over the (entity, day) frame."""
+def _window(feature: Mapping[str, Any], i: int, j: int, keys: str, value_types: Mapping[str, str],
+            atom: Callable[[str], str]) -> str:
+    """Return the trailing-window value of one feature over the (entity, day) frame.
+
+    Window aggregates go through ``atom`` (which computes each distinct one once, as a column
+    of ``framed``) and the feature is an expression over those columns: ``avg_30d`` reuses the
+    30-day float sum that ``sum_30d`` computes.
+    """
     fn = feature["function"]
     frame = f"OVER (PARTITION BY {keys} ORDER BY {DAY} RANGE BETWEEN {int(feature['window_days']) - 1} PRECEDING AND CURRENT ROW)"
-    folded_sum = (
-        f"CASE WHEN COUNT(_p{i}_sum) {frame} > 0 THEN {_fold(f'collect_list(_p{i}_sum) {frame}')} END"
-    )
+
+    def folded_sum() -> str:
+        return atom(f"CASE WHEN COUNT(_p{j}_fsum) {frame} > 0 THEN {_fold(f'collect_list(_p{j}_fsum) {frame}')} END")
+
     if fn == "count":
-        return f"CAST(COALESCE(SUM(_p{i}_count) {frame}, 0) AS BIGINT)"
+        return f"CAST(COALESCE({atom(f'SUM(_p{j}_count) {frame}')}, 0) AS BIGINT)"
     if fn == "sum":
         if _sum_is_folded(feature, value_types):
-            return folded_sum
-        return f"CAST(SUM(_p{i}_sum) {frame} AS {value_types.get(feature['name']) or 'BIGINT'})"
+            return folded_sum()
+        return f"CAST({atom(f'SUM(_p{j}_sum) {frame}')} AS {value_types.get(feature['name']) or 'BIGINT'})"
     if fn == "avg":
-        count = f"SUM(_p{i}_count) {frame}"
-        return f"CASE WHEN {count} > 0 THEN CAST({folded_sum} / {count} AS DOUBLE) END"
+        count = atom(f"SUM(_p{j}_count) {frame}")
+        return f"CASE WHEN {count} > 0 THEN CAST({folded_sum()} / {count} AS DOUBLE) END"
     if fn == "min":
-        return f"MIN(_p{i}_min) {frame}"
+        return atom(f"MIN(_p{j}_min) {frame}")
     if fn == "max":
-        return f"MAX(_p{i}_max) {frame}"
+        return atom(f"MAX(_p{j}_max) {frame}")
     if fn == "last":
-        return f"(MAX(_p{i}_last) {frame}).v"
+        return f"{atom(f'MAX(_p{j}_last) {frame}')}.v"
     if fn == "count_distinct":
         running = f"OVER (PARTITION BY {keys} ORDER BY {DAY} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-        return f"CAST(COALESCE(SUM(_p{i}_steps) {running}, 0) AS BIGINT)"
+        return f"CAST(COALESCE({atom(f'SUM(_p{i}_steps) {running}')}, 0) AS BIGINT)"
     raise ValueError(f"unknown aggregate function {fn!r}")
 
 
@@ -139,6 +153,10 @@ def feature_query(definition: Mapping[str, Any], dates: Sequence[str], value_typ
     lookback = max([definition["ttl_days"], *(f["window_days"] for f in definition["features"] if f["kind"] == "window")])
     indexed = [(i, f) for i, f in enumerate(definition["features"]) if f["kind"] == "window"]
     default_source = definition["sources"][0]["name"]
+    # Features of one source aggregating the same value share its column and partials.
+    first_of: dict[tuple[str, str], int] = {}
+    share = {i: first_of.setdefault((f.get("source") or default_source, value_sql(f)), i) for i, f in indexed
+             if f["function"] != "count_distinct"}
     ctes: list[str] = []
     partials: list[str] = []
     actives: list[str] = []
@@ -152,14 +170,17 @@ def feature_query(definition: Mapping[str, Any], dates: Sequence[str], value_typ
         if source.get("partition_column"):
             part = f"CAST({q(source['partition_column'])} AS DATE)"
             pruning = f" WHERE {part} >= DATE '{start}' AND {part} <= DATE '{end - dt.timedelta(days=1)}'"
-        values = "".join(f", {value_sql(f)} AS _v{i}" for i, f in mine)
+        values = "".join(f", {value_sql(f)} AS _v{i}" for i, f in mine if share.get(i, i) == i)
         ctes.append(
             f"ev_{name} AS (SELECT {key_list}, _ts, datediff(CAST(_ts AS DATE), DATE '{EPOCH}') AS {DAY}{values} "
             f"FROM (SELECT *, CAST({q(source['event_time_column'])} AS TIMESTAMP) AS _ts FROM src_{name}{pruning}) "
             f"WHERE {' AND '.join(where)})"
         )
         plain = [(i, f) for i, f in mine if f["function"] != "count_distinct"]
-        aggs = ", ".join(["COUNT(1) AS _events", *(c for i, f in plain for c in _partials(f, i, value_types))])
+        daily = {"_events": "COUNT(1)"}
+        for i, f in plain:
+            daily.update(_partials(f, share[i], value_types))
+        aggs = ", ".join(f"{expr} AS {name}" for name, expr in daily.items())
         ctes.append(f"daily_{name} AS (SELECT {key_list}, {DAY}, {aggs} FROM ev_{name} GROUP BY {key_list}, {DAY})")
         partials.append(f"daily_{name}")
         actives.append(f"SELECT {key_list}, {DAY} FROM daily_{name}")
@@ -193,18 +214,24 @@ def feature_query(definition: Mapping[str, Any], dates: Sequence[str], value_typ
         f"grid AS (SELECT * FROM (SELECT {key_list}, explode(sequence(_from, _to)) AS {DAY} FROM active "
         f"WHERE _from <= _to) WHERE {DAY} IN ({day_set}))"
     )
-    windows = ", ".join(f"{_window(f, i, key_list, value_types)} AS {q(f['name'])}" for i, f in indexed)
+    atoms: dict[str, str] = {}
+
+    def atom(expr: str) -> str:
+        return atoms.setdefault(expr, f"_w{len(atoms)}")
+
+    windows = [f"{_window(f, i, share.get(i, i), key_list, value_types, atom)} AS {q(f['name'])}" for i, f in indexed]
     framed = (
-        f"SELECT {key_list}, {DAY}, _in_grid{', ' + windows if windows else ''} FROM "
+        f"SELECT {key_list}, {DAY}, _in_grid{''.join(f', {e} AS {a}' for e, a in atoms.items())} FROM "
         f"(SELECT *, TRUE AS _in_grid FROM grid) FULL OUTER JOIN merged USING ({join_keys})"
     )
     names = [f["name"] for f in definition["features"]]
     sql_features = {f["name"]: f["expression"] for f in definition["features"] if f["kind"] == "sql"}
     outputs = ", ".join(f"({sql_features[n]}) AS {q(n)}" if n in sql_features else q(n) for n in names)
     ctes.append(f"framed AS ({framed})")
+    ctes.append(f"featured AS (SELECT {key_list}, {DAY}{''.join(', ' + w for w in windows)} FROM framed WHERE _in_grid)")
     body = (
         f"SELECT {key_list}, {outputs}, CAST(date_add(DATE '{EPOCH}', {DAY}) AS DATE) AS feature_date "
-        f"FROM (SELECT * FROM framed WHERE _in_grid)"
+        f"FROM featured"
     )
     return "WITH " + ",\n".join(ctes) + "\n" + body
 

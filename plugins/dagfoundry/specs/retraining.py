@@ -14,6 +14,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from dagfoundry.specs.base import DagSpec, ParamDeclaration, RuleViolation, StrictModel
+from dagfoundry.specs.engine import ENGINE_DESCRIPTION, DuckDBSpec, Engine
+from dagfoundry.specs.spark import SparkSpec
 from dagfoundry.specs.types import ConnId, Identifier
 
 #: GX arguments every column expectation accepts besides its own.
@@ -125,6 +127,9 @@ class RetrainingSpec(DagSpec):
     trainer: TrainerSpec
     metrics: tuple[str, ...] = Field(default=("roc_auc",), min_length=1, description="Holdout metrics to log.")
     mlflow_conn_id: ConnId | None = Field(default=None, description="Connection of the MLflow server; default local.")
+    engine: Engine = Field(default="duckdb", description="Runs the point-in-time join: " + ENGINE_DESCRIPTION)
+    duckdb: DuckDBSpec = Field(default_factory=DuckDBSpec, description="Bounds of the join on the embedded engine.")
+    spark: SparkSpec = Field(default_factory=SparkSpec, description="How the join runs with engine: spark.")
 
     @field_validator("checks")
     @classmethod

@@ -81,7 +81,10 @@ def build_step(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetime, folde
         "holdout_digest": digests["holdout"],
         "feature_dates": built.feature_dates,
         "label_source_version": built.label_source_version,
+        "engine": built.engine,
     }
+    log.info("training set of %s: %d training and %d holdout rows, features joined on %s (feature dates %s)",
+             spec.name, built.train.num_rows, built.holdout.num_rows, built.engine, built.feature_dates)
     _write_json(folder / "build.json", summary)
     return summary
 

@@ -9,6 +9,7 @@ in the same order, and so the same digest.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,12 +31,14 @@ class TrainingSet:
     :param holdout: rows of the last ``holdout_days``
     :param feature_dates: first and last feature date joined (``YYYY-MM-DD..YYYY-MM-DD``), or ``none``
     :param label_source_version: digest of the labels read (the source's version for this run)
+    :param engine: the engine that ran the point-in-time joins (``duckdb`` or ``spark``)
     """
 
     train: pa.Table
     holdout: pa.Table
     feature_dates: str
     label_source_version: str
+    engine: str
 
 
 def _quoted(name: str) -> str:
@@ -92,7 +95,9 @@ def read_labels(source: LabelSourceSpec, lake_root: Path, start: dt.datetime, en
 def build_training_set(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetime) -> TrainingSet:
     """Return the run's training set: labels of the window joined point in time, split in time.
 
-    Labels, joins and split stay in DuckDB and Arrow; nothing is copied into pandas here.
+    Labels, joins and split stay in Arrow; nothing is copied into pandas here. The joins run
+    on the spec's ``engine``; with Spark, the labels are staged under the lake's
+    ``_staging/training/<dag>/`` (the cluster reads them there) and removed after each join.
 
     :param cutoff: end of the window (exclusive, UTC); labels at or after it are not used
     """
@@ -101,7 +106,9 @@ def build_training_set(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetim
     import pyarrow.compute as pc
 
     from dagfoundry.features.training_set import TrainingSetError, join_point_in_time
+    from dagfoundry.lake.publish import STAGING_DIR
     from dagfoundry.models.datasets import frame_digest
+    from dagfoundry.spark_submit import submit_options
 
     source = spec.training.label_source
     end = cutoff.astimezone(dt.UTC) if cutoff.tzinfo else cutoff.replace(tzinfo=dt.UTC)
@@ -111,6 +118,7 @@ def build_training_set(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetim
     version = frame_digest(labels.to_pandas())
     frame = labels
     used_dates: set[str] = set()
+    staging = lake_root / STAGING_DIR / "training" / spec.name
     for ref in spec.training.feature_views:
         try:
             frame = join_point_in_time(
@@ -121,6 +129,10 @@ def build_training_set(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetim
                 feature_names=list(ref.features),
                 label_time_column=source.label_time,
                 lag_days=spec.training.lag_days,
+                engine=spec.engine,
+                duckdb=spec.duckdb.settings(),
+                spark=submit_options(spec.spark),
+                staging=staging / f"{ref.view}-{uuid.uuid4().hex[:8]}",
             )
         except (TrainingSetError, duckdb.Error, KeyError, ValueError) as exc:
             raise TrainingDataError(f"feature view {ref.view!r}: {exc}") from None
@@ -137,4 +149,5 @@ def build_training_set(spec: RetrainingSpec, lake_root: Path, cutoff: dt.datetim
                 f"{'before' if name == 'training' else 'after'} {holdout_start:%Y-%m-%d}"
             )
     dates = f"{min(used_dates)}..{max(used_dates)}" if used_dates else "none"
-    return TrainingSet(train=train, holdout=holdout, feature_dates=dates, label_source_version=version)
+    return TrainingSet(train=train, holdout=holdout, feature_dates=dates, label_source_version=version,
+                       engine=spec.engine)

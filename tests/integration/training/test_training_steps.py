@@ -27,6 +27,18 @@ def test_rerun_of_the_same_date_gives_the_same_digests_and_metrics(built, churn_
     assert train_step(churn_spec, tmp_path, trainer_params(churn_spec, {})) == metrics
 
 
+def test_the_spark_engine_builds_the_same_sets_as_the_embedded_one(built, churn_lake, churn_spec, tmp_path):
+    """engine: spark runs the join by spark-submit; the sets (digests) are those of the default DuckDB run."""
+    from dagfoundry.training.steps import build_step
+
+    _, summary, _ = built
+    on_spark = churn_spec.model_copy(update={"engine": "spark"})
+    rebuilt = build_step(on_spark, churn_lake, CUTOFF, tmp_path)
+    assert summary["engine"] == "duckdb" and rebuilt["engine"] == "spark"
+    assert {**rebuilt, "engine": "duckdb"} == summary
+    assert not list((churn_lake / "_staging" / "training").glob("*/*")), "the join's staging was left behind"
+
+
 def shadow_lake(churn_lake, base, labels):
     """Return a lake under ``base`` that shares the test lake's features and holds ``labels`` as its label source."""
     from include.demo.churn_labels import TABLE
