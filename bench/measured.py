@@ -7,7 +7,7 @@ same process would inherit the other's peak. :func:`run_measured` starts
 then reports its result (anything JSON can hold), wall seconds, CPU seconds (the child's
 and its children's, e.g. a ``spark-submit`` JVM) and peak RSS in MiB (the larger of the
 child's own and its largest child's: a JVM is measured, not the Python process that
-waited for it).
+waited for it). The child's own output is shown only with ``DAGFOUNDRY_BENCH_VERBOSE=1``.
 
 Usage from a bench::
 
@@ -48,9 +48,10 @@ def run_measured(target: str, kwargs: dict[str, Any] | None = None, *, env: dict
     lines = [line for line in done.stdout.splitlines() if line.startswith(_MARK)]
     if done.returncode or not lines:
         raise RuntimeError(f"{target} failed with exit code {done.returncode}: {done.stderr[-2000:]}")
-    for line in done.stdout.splitlines():
-        if not line.startswith(_MARK):
-            print(line, flush=True)
+    if os.environ.get("DAGFOUNDRY_BENCH_VERBOSE"):  # the child's own output (Spark's log lines) is noise otherwise
+        for line in done.stdout.splitlines():
+            if not line.startswith(_MARK):
+                print(line, flush=True)
     return json.loads(lines[-1][len(_MARK):])
 
 

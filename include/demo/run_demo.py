@@ -241,17 +241,19 @@ def drop_slot(api) -> None:
 
 
 def engines_of(specs: Path) -> str:
-    """Say which engine ran each lake job of the chain's specs (``engine:``; the CDC mirror runs on Spark)."""
+    """Say which engine runs each lake job of the chain's specs (their ``engine:``, defaults applied).
+
+    The factories build each job's task from that key (``duckdb_mirror`` or ``spark_mirror``,
+    ``compute_features.duckdb`` or ``.spark``...), and the tasks log the engine they ran on.
+    """
     from dagfoundry.dag_files import load_config_dir
 
-    said = []
-    for loaded in sorted(load_config_dir(specs).specs, key=lambda s: s.spec.name):
-        engine = getattr(loaded.spec, "engine", None)
-        if engine:
-            said.append(f"{loaded.spec.name} {engine}")
-        elif loaded.spec.kind == "cdc_ingestion":
-            said.append(f"{loaded.spec.name} mirror spark")
-    return ", ".join(said) + "; training sets: duckdb"
+    said = [
+        f"{loaded.spec.name} {loaded.spec.engine}"
+        for loaded in sorted(load_config_dir(specs).specs, key=lambda s: s.spec.name)
+        if getattr(loaded.spec, "engine", None)
+    ]
+    return ", ".join(said)
 
 
 def summary(stages, mirrors, landed, local, round_number: int, seconds: float, ready: float) -> str:

@@ -60,7 +60,7 @@ def build_mirror(table: dict, settings: DuckDBSettings, work: Path) -> int:
     :param work: where DuckDB spills by default (``work/_spill``: beside the plan, not among
         the table's staged versions)
     """
-    from dagfoundry.features.feature_sql import for_engine
+    from dagfoundry.lake.dialects import for_engine
 
     staging = Path(table["staging_path"])
     if staging.exists():  # a retried run of the same plan starts the table over

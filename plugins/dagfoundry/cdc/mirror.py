@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from dagfoundry.cdc import landing
 from dagfoundry.errors import DagfoundryError, LakePublishError
 from dagfoundry.lake import failpoints
+from dagfoundry.lake.dialects import ENGINES
 from dagfoundry.lake.publish import STAGING_DIR, LakeLocation, publish_directory
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ MIRROR_DIR = "mirror"
 MIRROR_METADATA_FILE = "_dagfoundry_mirror.json"
 PLANS_DIR = "cdc-mirror-plans"
 #: the engines that run a mirror plan
-ENGINES = ("duckdb", "spark")
 #: fail points for tests (see the module docstring); the Spark application reads it too
 FAILPOINT_ENV = "DAGFOUNDRY_CDC_MIRROR_FAILPOINT"
 _TARGET_FILE_BYTES = 128 * 1024 * 1024

@@ -7,7 +7,7 @@ and every batch group with one schema), the common type of every column across t
 and the columns some row flags in ``_df_unavailable``. From those it writes the query in
 Spark SQL over views it names (``cdc_mirror_live``, ``cdc_batches_<i>``); Spark runs it as
 written (``include/spark/cdc_mirror.py``), DuckDB runs it transpiled
-(:mod:`dagfoundry.cdc.duckdb_mirror`, :func:`dagfoundry.features.feature_sql.for_engine`).
+(:mod:`dagfoundry.cdc.duckdb_mirror`, :func:`dagfoundry.lake.dialects.for_engine`).
 
 The query's steps, as CTEs:
 

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dagfoundry.features.feature_sql import for_engine, q, value_sql
+from dagfoundry.features.feature_sql import q, value_sql
+from dagfoundry.lake.dialects import for_engine
 from dagfoundry.lake.duckdb_engine import DuckDBSettings, connect, sql_literal
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """The feature job as ONE SQL query, written once and generated for each engine.
 
 :func:`feature_query` writes the query in Spark SQL from a view definition, the feature
-dates and the types of the values it aggregates; :func:`for_engine` turns it into the
-dialect of the engine that runs it (SQLGlot transpiles Spark SQL to DuckDB). Spark runs
+dates and the types of the values it aggregates; :func:`dagfoundry.lake.dialects.for_engine`
+turns it into the dialect of the engine that runs it (SQLGlot transpiles Spark SQL to DuckDB). Spark runs
 ``include/spark/feature_compute.py`` with the Spark text, the embedded engine runs the
 DuckDB text in-process (:mod:`dagfoundry.features.duckdb_compute`): one definition, so both
 engines agree by construction and a test compares their partitions byte for byte.
@@ -25,7 +25,7 @@ feature, ``feature_date``. Steps, as CTEs:
    ``featured``: the features as expressions over them (an average divides the window's
    shared sum by its count).
 
-Standard library and ``sqlglot`` (pure Python) at import time.
+Standard library only at import time.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from typing import Any
 
 EPOCH = dt.date(1970, 1, 1)
 DAY = "_day"
-ENGINES = ("spark", "duckdb")
 #: Value types whose sums are folded in a fixed order (float addition is not associative).
 FLOAT_TYPES = ("float", "double", "real", "float4", "float8")
 
@@ -234,14 +233,3 @@ def feature_query(definition: Mapping[str, Any], dates: Sequence[str], value_typ
         f"FROM featured"
     )
     return "WITH " + ",\n".join(ctes) + "\n" + body
-
-
-def for_engine(sql: str, engine: str) -> str:
-    """Return the feature query in the dialect of ``engine`` (``spark`` or ``duckdb``)."""
-    if engine == "spark":
-        return sql
-    if engine == "duckdb":
-        import sqlglot
-
-        return sqlglot.transpile(sql, read="spark", write="duckdb")[0]
-    raise ValueError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")

@@ -2,7 +2,7 @@
 
 :func:`point_in_time_query` writes the query from the view's keys and features, the label
 time column, the lag and the feature dates present in the offline store;
-:func:`dagfoundry.features.feature_sql.for_engine` turns it into DuckDB's dialect. DuckDB
+:func:`dagfoundry.lake.dialects.for_engine` turns it into DuckDB's dialect. DuckDB
 runs it in process over the Arrow labels, Spark runs ``include/spark/training_set_join.py``
 over the labels staged as Parquet: one definition, so the engines agree by construction
 (``tests/integration/features/test_training_set_engines.py`` compares them).

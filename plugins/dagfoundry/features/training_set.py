@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from dagfoundry.errors import DagfoundryError
 from dagfoundry.features.compute import PART_FILE
 from dagfoundry.features.definition import FeatureViewDefinition
-from dagfoundry.features.feature_sql import ENGINES, for_engine
 from dagfoundry.features.point_in_time_sql import ROW as _ROW
 from dagfoundry.features.point_in_time_sql import point_in_time_query
+from dagfoundry.lake.dialects import ENGINES, for_engine
 
 if TYPE_CHECKING:
     import pandas as pd

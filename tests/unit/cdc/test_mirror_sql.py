@@ -8,7 +8,7 @@ import pytest
 from dagfoundry.cdc import landing
 from dagfoundry.cdc.mirror import MirrorError
 from dagfoundry.cdc.mirror_sql import LIVE_VIEW, batch_view, common_types, mirror_query, spark_type, widest_type
-from dagfoundry.features.feature_sql import for_engine
+from dagfoundry.lake.dialects import for_engine
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dagfoundry.features.definition import FeatureViewDefinition, SourceTable, SqlFeature, WindowAggregate
-from dagfoundry.features.feature_sql import feature_query, for_engine
+from dagfoundry.features.feature_sql import feature_query
+from dagfoundry.lake.dialects import for_engine
 
 VIEW = FeatureViewDefinition(
     name="users",
