@@ -88,7 +88,7 @@ def main() -> None:
     shop_source.seed()
     step("migrating Airflow's metadata database (.demo/airflow, SQLite)")
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    step("shop_cdc, first run: Debezium snapshot -> landing batches -> Spark mirror")
+    step("shop_cdc, first run: Debezium snapshot -> landing batches -> lake mirror")
     run_dag("shop_cdc")
     compare_mirrors()
     step("changing the source: 300 inserts, status updates, key changes, deletes")

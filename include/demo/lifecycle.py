@@ -121,7 +121,7 @@ def run_chain(api: AirflowApi, *, say: Callable[[str], None] = print, stage_time
     for dag_id in ALL_DAGS:
         api.unpause(dag_id)
     cdc_run = api.trigger(CDC_DAG)
-    say(f"   {CDC_DAG}: started (Debezium snapshot or stream, landing batches, Spark mirror)")
+    say(f"   {CDC_DAG}: started (Debezium snapshot or stream, landing batches, lake mirror on its engine)")
     stages = [_finish(api, CDC_DAG, cdc_run, started, say, stage_timeout, progress_every)]
     for dag_id, asset in CHAIN:
         _check_emitted(api, stages[-1], asset, dag_id)
